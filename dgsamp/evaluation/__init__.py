@@ -1,0 +1,5 @@
+"""Per-domain metrics, model selection and result tables."""
+
+from .domain_accuracy import DomainAccuracy
+
+__all__ = ["DomainAccuracy"]
