@@ -373,10 +373,17 @@ class GradSampler:
                 finite = False
                 break
             eps[n] = e
+        reason = f"non-finite sampled update in {n!r}" if not finite else None
+        if finite:
+            for n in names:  # θ + ε must be finite in the parameters' own dtype too (fp16)
+                p = params[n]
+                if not bool(torch.isfinite(p + eps[n].to(device=p.device, dtype=p.dtype)).all()):
+                    reason = f"non-finite updated parameters in {n!r} ({p.dtype})"
+                    break
         stats = self._summary(epoch, fits)
-        if not finite:
+        if reason is not None:
             stats["status"] = "refused"
-            stats["reason"] = f"non-finite sampled update in {n!r}"
+            stats["reason"] = reason
             self.refused_epochs.append(epoch)
             return stats
         for n in names:
