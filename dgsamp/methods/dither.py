@@ -1,0 +1,269 @@
+"""Dithered backprop: sparse, unbiased output gradients (methods.md §3, arXiv 2004.04729).
+
+The output gradient δ of a wrapped Conv2d / Linear is replaced, *before* both backward products
+(dX = Wᵀδ̃ and dW = δ̃ xᵀ), by non-subtractive-dither quantization
+
+    δ̃ = Δ · round(δ/Δ + ν),   ν ~ U(−½, ½) i.i.d.,
+
+i.e. stochastic rounding onto the grid ΔZ: E[δ̃] = δ and P(δ̃_i = 0) = max(0, 1 − |δ_i|/Δ).
+Δ = s · std(δ) per layer per step (``mode='std'``, default s = 8: ≈90% zeros for Gaussian δ) or
+Δ = s · max|δ| (``mode='max'``).
+
+int8: the codes δ̃/Δ are integers, and Δ is raised to max|δ|/127 whenever s·std(δ) is smaller
+(only for extreme outliers: an element > 127·s standard deviations from zero), so that
+|δ/Δ| ≤ 127 and every code fits in int8 *without clipping*: quantization stays unbiased in every
+case. (A clamp to [−127, 127] remains as a guard; it never changes a value.)
+:func:`dither_quantize` returns the int8 codes and Δ.
+
+Dense kernels on a sparse δ̃ cost the same as on δ; the saving is reported as effective FLOPs
+from nnz(δ̃) (``module.grad_density``). For linear layers a sparse (CSR) kernel path exists;
+on this CPU it beats the dense matmul, *conversion included*, only below roughly 4–5% density
+(tools/benchmark_sparse.py measures it), i.e. at scales well above the default. So
+``sparse_kernel='auto'`` (default) takes it only on CPU and only when the measured density of the
+current δ̃ is ≤ ``sparse_threshold`` (0.04); ``True`` forces it, ``False`` never uses it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "DITHER_MODES",
+    "DitherConv2d",
+    "DitherLinear",
+    "check_scale",
+    "dither",
+    "dither_grad",
+    "dither_linear",
+    "dither_quantize",
+]
+
+DITHER_MODES = ("std", "max")
+DEFAULT_SCALE = 8.0
+SPARSE_THRESHOLD = 0.04
+INT8_MAX = 127
+
+
+def check_scale(scale: Any) -> float:
+    """Validate a dither scale s > 0 (finite). Returns it as float."""
+    try:
+        s = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"dither scale must be a positive number, got {scale!r}") from None
+    if not (s > 0.0) or math.isinf(s):
+        raise ValueError(f"dither scale must be a positive finite number (s > 0), got {scale!r}")
+    return s
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in DITHER_MODES:
+        raise ValueError(f"dither mode must be one of {DITHER_MODES}, got {mode!r}")
+
+
+def _step(dy: Tensor, scale: float, mode: str) -> Tensor:
+    """Δ as a 0-d tensor (no host sync), never below max|δ|/127 (int8 codes) and never 0."""
+    d = dy.detach()
+    amax = d.abs().amax()
+    if mode == "std" and d.numel() > 1:
+        delta = torch.maximum(d.std() * scale, amax / INT8_MAX)
+    else:
+        delta = amax * scale if mode == "max" else amax
+        delta = torch.maximum(delta, amax / INT8_MAX)
+    return torch.where(delta > 0, delta, torch.ones_like(delta))
+
+
+def dither_quantize(
+    dy: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """int8 codes q and step Δ with δ̃ = Δ·q."""
+    q, delta = _codes(dy, check_scale(scale), mode, generator)
+    return q.to(torch.int8), delta
+
+
+def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None):
+    """Float codes round(δ/Δ + ν) = floor(δ/Δ + u), u ~ U(0, 1), all within int8 range."""
+    _check_mode(mode)
+    delta = _step(dy, check_scale(scale), mode)
+    if generator is None:
+        u = torch.rand_like(dy)
+    else:
+        u = torch.rand(dy.shape, generator=generator, dtype=dy.dtype,
+                       device=generator.device).to(dy.device)
+    q = torch.addcmul(u, dy, delta.reciprocal().to(dy.dtype)).floor_()
+    q.clamp_(-INT8_MAX, INT8_MAX)  # guard only: Δ ≥ max|δ|/127 keeps every code in range
+    return q, delta
+
+
+def dither(
+    dy: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
+    generator: torch.Generator | None = None, stats: Any = None,
+) -> Tensor:
+    """δ̃ = Δ·round(δ/Δ + ν). If ``stats`` is given, writes its density counters."""
+    q, delta = _codes(dy, scale, mode, generator)
+    if stats is not None:
+        _record(stats, q)
+    return q.mul_(delta.to(dy.dtype))
+
+
+def _record(stats: Any, q: Tensor) -> None:
+    n = q.numel()
+    stats._grad_nnz = torch.count_nonzero(q)
+    stats._grad_numel = n
+
+
+class _DitherGradFn(torch.autograd.Function):
+    """Identity in forward; dithers the gradient flowing back into the producing layer."""
+
+    @staticmethod
+    def forward(ctx, y, opts, stats):
+        ctx.opts = opts
+        ctx.stats = stats
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        scale, mode, generator = ctx.opts
+        return dither(dy, scale, mode, generator, ctx.stats), None, None
+
+
+def dither_grad(y: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
+                generator: torch.Generator | None = None, stats: Any = None) -> Tensor:
+    """Mark ``y`` (a layer output) so that its gradient is dithered before the layer's backward.
+
+    Both backward products of the layer that produced ``y`` then run on δ̃.
+    """
+    opts = (check_scale(scale), mode, generator)
+    _check_mode(mode)
+    return _DitherGradFn.apply(y, opts, stats)
+
+
+class _DitherLinearFn(torch.autograd.Function):
+    """F.linear whose backward dithers δ and may run both products as CSR sparse matmuls."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, opts, stats):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        ctx.opts = opts
+        ctx.stats = stats
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        scale, mode, generator, sparse_kernel, threshold = ctx.opts
+        out_f, in_f = w.shape
+        dy2 = dy.reshape(-1, out_f)
+        q, delta = _codes(dy2, scale, mode, generator)
+        if ctx.stats is not None:
+            _record(ctx.stats, q)
+        use_sparse = sparse_kernel is True
+        if sparse_kernel == "auto" and q.device.type == "cpu" and dy2.dtype in (
+                torch.float32, torch.float64):
+            nnz = int(torch.count_nonzero(q)) if ctx.stats is None else int(ctx.stats._grad_nnz)
+            use_sparse = nnz <= threshold * q.numel()
+        dq = q.mul_(delta.to(q.dtype))
+        x2 = x.reshape(-1, in_f).to(dq.dtype)
+        wq = w.to(dq.dtype)
+        dx = dw = db = None
+        if use_sparse:
+            with warnings.catch_warnings():  # "Sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                csr = dq.to_sparse_csr()
+            if ctx.needs_input_grad[0]:
+                dx = (csr @ wq).reshape(x.shape).to(x.dtype)
+            if ctx.needs_input_grad[1]:
+                dw = (csr.t() @ x2).to(w.dtype)
+        else:
+            if ctx.needs_input_grad[0]:
+                dx = (dq @ wq).reshape(x.shape).to(x.dtype)
+            if ctx.needs_input_grad[1]:
+                dw = (dq.t() @ x2).to(w.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dq.sum(0)
+        if ctx.stats is not None:
+            ctx.stats.sparse_kernel_used = use_sparse
+        return dx, dw, db, None, None
+
+
+def dither_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
+                  scale: float = DEFAULT_SCALE, mode: str = "std",
+                  generator: torch.Generator | None = None, sparse_kernel: bool | str = "auto",
+                  sparse_threshold: float = SPARSE_THRESHOLD, stats: Any = None) -> Tensor:
+    """``F.linear`` (any leading dims) with a dithered backward; see the module docstring."""
+    _check_mode(mode)
+    if sparse_kernel not in (True, False, "auto"):
+        raise ValueError(f"sparse_kernel must be True, False or 'auto', got {sparse_kernel!r}")
+    opts = (check_scale(scale), mode, generator, sparse_kernel, float(sparse_threshold))
+    return _DitherLinearFn.apply(x, weight, bias, opts, stats)
+
+
+class _DitherMixin:
+    """Attributes shared by the dither module classes (patch.py adds and removes them)."""
+
+    _sparse_attrs = ("scale", "mode", "generator", "enabled", "sparse_kernel", "sparse_threshold",
+                     "_grad_nnz", "_grad_numel", "sparse_kernel_used")
+    sparse_method = "dither"
+
+    def _sparse_init(self, scale: float = DEFAULT_SCALE, mode: str = "std",
+                     generator: torch.Generator | None = None,
+                     sparse_kernel: bool | str = "auto",
+                     sparse_threshold: float = SPARSE_THRESHOLD) -> None:
+        _check_mode(mode)
+        self.scale = check_scale(scale)
+        self.mode = mode
+        self.generator = generator
+        self.enabled = True
+        self.sparse_kernel = sparse_kernel
+        self.sparse_threshold = float(sparse_threshold)
+        self._grad_nnz = None
+        self._grad_numel = None
+        self.sparse_kernel_used = False
+
+    @property
+    def grad_density(self) -> float:
+        """nnz/numel of the last δ̃ (1.0 before the first dithered backward or when disabled)."""
+        if not self.enabled or self._grad_nnz is None or not self._grad_numel:
+            return 1.0
+        return float(self._grad_nnz) / self._grad_numel
+
+    def set_sparsity(self, keep: float | None = None, scale: float | None = None) -> None:
+        """keep == 1 turns dithering off (a dense step, e.g. an interleaved dense epoch); any
+        keep < 1 turns it on. ``scale`` sets s."""
+        if keep is not None:
+            from .ssprop import check_keep
+
+            self.enabled = check_keep(keep) < 1.0
+        if scale is not None:
+            self.scale = check_scale(scale)
+
+
+class DitherConv2d(_DitherMixin, nn.Conv2d):
+    """``nn.Conv2d`` whose output gradient is dithered. Made by patching (class swap)."""
+
+    def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        y = super()._conv_forward(input, weight, bias)
+        if not self.enabled or not torch.is_grad_enabled():
+            return y
+        return dither_grad(y, self.scale, self.mode, self.generator, stats=self)
+
+
+class DitherLinear(_DitherMixin, nn.Linear):
+    """``nn.Linear`` whose output gradient is dithered (optionally sparse-kernel backward)."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not self.enabled or not torch.is_grad_enabled():
+            return F.linear(input, self.weight, self.bias)
+        if self.sparse_kernel is False:
+            y = F.linear(input, self.weight, self.bias)
+            return dither_grad(y, self.scale, self.mode, self.generator, stats=self)
+        return dither_linear(input, self.weight, self.bias, scale=self.scale, mode=self.mode,
+                             generator=self.generator, sparse_kernel=self.sparse_kernel,
+                             sparse_threshold=self.sparse_threshold, stats=self)

@@ -1,0 +1,164 @@
+"""Dithered backprop: unbiasedness, zero probabilities, int8 codes, sparse linear path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dgsamp.methods.dither import (
+    DitherConv2d,
+    DitherLinear,
+    dither,
+    dither_grad,
+    dither_linear,
+    dither_quantize,
+)
+
+
+def _fixed_delta(n=64, dtype=torch.float64):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, generator=g, dtype=dtype)
+
+
+def test_unbiased():
+    d = _fixed_delta(32)
+    draws = 20000
+    g = torch.Generator().manual_seed(1)
+    rep = d.repeat(draws, 1)  # one tensor → one Δ shared by all draws
+    dt = dither(rep, scale=2.0, generator=g)
+    delta = 2.0 * rep.std()
+    mean = dt.mean(0)
+    # std of the mean of a two-point variable on the grid is ≤ Δ/2/sqrt(draws)
+    tol = 5 * (delta / 2) / draws ** 0.5
+    assert (mean - d).abs().max() < tol
+    # each value is an integer multiple of Δ
+    codes = dt / delta
+    torch.testing.assert_close(codes, codes.round(), atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("mode,scale", [("std", 1.5), ("std", 8.0), ("max", 0.5)])
+def test_zero_probability_elementwise(mode, scale):
+    d = _fixed_delta(40)
+    draws = 20000
+    rep = d.repeat(draws, 1)
+    g = torch.Generator().manual_seed(2)
+    dt = dither(rep, scale=scale, mode=mode, generator=g)
+    delta = scale * (rep.std() if mode == "std" else rep.abs().max())
+    p_zero = (dt == 0).double().mean(0)
+    expected = (1 - d.abs() / delta).clamp(min=0)
+    tol = 5 * (0.25 / draws) ** 0.5
+    assert (p_zero - expected).abs().max() < tol
+
+
+def test_default_scale_gives_about_90_percent_zeros():
+    x = torch.randn(200_000)
+    q, delta = dither_quantize(x)
+    assert q.dtype == torch.int8
+    zeros = (q == 0).float().mean().item()
+    assert 0.88 < zeros < 0.92
+    assert torch.isclose(delta, 8 * x.std())
+
+
+def test_int8_codes_without_clipping():
+    x = torch.zeros(10_000, dtype=torch.float64)
+    x[0] = 1e6  # a huge outlier: s·std is far below max|δ|/127, so Δ is raised
+    x[1] = -3e5
+    q, delta = dither_quantize(x, scale=0.01)
+    assert q.dtype == torch.int8 and int(q[0]) == 127
+    assert delta.item() == pytest.approx(1e6 / 127)
+    # still unbiased at the outlier's neighbour: mean of many draws ≈ value
+    g = torch.Generator().manual_seed(0)
+    rep = x[:2].repeat(20000, 1)
+    rep = torch.cat([rep, torch.zeros(20000, 100, dtype=torch.float64)], 1)
+    m = dither(rep, scale=0.01, generator=g)[:, 1].mean()
+    assert abs(m.item() - (-3e5)) < 5 * (1e6 / 127) / 2 / 20000 ** 0.5
+
+
+def test_degenerate_gradients():
+    z = torch.zeros(5, 4)
+    assert (dither(z) == 0).all()
+    c = torch.full((5, 4), 0.3, dtype=torch.float64)
+    assert ((dither(c) - c).abs() <= 0.3 / 127 + 1e-12).all()  # codes stay within int8 range
+
+
+def test_conv_uses_dithered_delta_for_both_products():
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 6, 3, padding=1).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(2, 6, 8, 8, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    y = dither_grad(conv(x), scale=4.0, generator=g)
+    y.backward(dy)
+    dt = dither(dy, scale=4.0, generator=torch.Generator().manual_seed(5))
+    x2 = x.detach().clone().requires_grad_()
+    w_grad = conv.weight.grad.clone()
+    conv.weight.grad = None
+    conv(x2).backward(dt)
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(w_grad, conv.weight.grad)
+
+
+@pytest.mark.parametrize("sparse_kernel", [True, False])
+@pytest.mark.parametrize("shape", [(7, 12), (3, 5, 12), (2, 3, 4, 12)])
+def test_dither_linear_matches_reference(sparse_kernel, shape):
+    torch.manual_seed(4)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(10, 12, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(10, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(*shape[:-1], 10, dtype=torch.float64)
+    y = dither_linear(x, w, b, scale=2.0, generator=torch.Generator().manual_seed(9),
+                      sparse_kernel=sparse_kernel)
+    torch.testing.assert_close(y, F.linear(x, w, b))
+    y.backward(dy)
+    dt = dither(dy.reshape(-1, 10), scale=2.0,
+                generator=torch.Generator().manual_seed(9)).reshape(dy.shape)
+    x2, w2, b2 = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    F.linear(x2, w2, b2).backward(dt)
+    for a, r in ((x, x2), (w, w2), (b, b2)):
+        torch.testing.assert_close(a.grad, r.grad, atol=1e-10, rtol=0)
+
+
+def test_modules_record_grad_density():
+    torch.manual_seed(6)
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    conv.__class__ = DitherConv2d
+    conv._sparse_init(scale=8.0)
+    lin = nn.Linear(8, 16)
+    lin.__class__ = DitherLinear
+    lin._sparse_init(scale=8.0, sparse_kernel="auto")
+    assert conv.grad_density == 1.0  # nothing measured yet
+    x = torch.randn(4, 3, 16, 16)
+    h = conv(x)
+    out = lin(h.permute(0, 2, 3, 1))
+    out.pow(2).sum().backward()
+    for m in (conv, lin):
+        assert isinstance(m.grad_density, float)
+        assert 0.0 < m.grad_density < 0.2
+    lin.set_sparsity(keep=1.0)  # a dense step
+    assert lin.grad_density == 1.0 and not lin.enabled
+
+
+def test_auto_sparse_kernel_only_at_low_density():
+    torch.manual_seed(7)
+    lin = nn.Linear(32, 64)
+    lin.__class__ = DitherLinear
+    lin._sparse_init(scale=8.0, sparse_kernel="auto", sparse_threshold=0.04)
+    x = torch.randn(50, 32)
+    lin(x).backward(torch.randn(50, 64))
+    assert lin.grad_density > 0.04 and lin.sparse_kernel_used is False
+    lin.set_sparsity(scale=40.0)
+    lin(x).backward(torch.randn(50, 64))
+    assert lin.grad_density <= 0.04 and lin.sparse_kernel_used is True
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "x", None])
+def test_bad_scale(bad):
+    with pytest.raises(ValueError, match="scale"):
+        dither(torch.randn(4), scale=bad)
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode"):
+        dither(torch.randn(4), mode="median")
