@@ -1,0 +1,306 @@
+"""dgsamp.cost and CostHook: FLOP counts against hand counts, cost.json schema, absent meters."""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from dgsamp.cost import energy as energy_mod
+from dgsamp.cost.energy import ESTIMATE_SOURCE, CpuTimeEstimate, NvmlMeter, RaplMeter
+from dgsamp.cost.flops import StepFlopCounter, count_step_flops
+from dgsamp.cost.timing import scale_phases
+
+B, H, W = 2, 8, 8
+
+
+def small_net() -> nn.Sequential:
+    # conv(1->4, 3x3, pad 1) 8x8 -> conv(4->8, 3x3, stride 2, pad 1) 4x4 -> linear(128->10)
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+
+
+# Hand counts: a multiply-add is 2 FLOPs; conv = 2 * B * C_out * H' * W' * C_in * k * k.
+CONV1 = 2 * B * 4 * 8 * 8 * 1 * 9        # 4608
+CONV2 = 2 * B * 8 * 4 * 4 * 4 * 9        # 18432
+LIN = 2 * B * 128 * 10                   # 5120
+FORWARD = CONV1 + CONV2 + LIN
+# Backward: weight gradient (same count as forward) for every layer, input gradient (again the
+# same) for every layer but the first (its input needs no gradient).
+BACKWARD = CONV1 + 2 * CONV2 + 2 * LIN
+
+
+def test_dense_forward_backward_match_hand_counts():
+    r = count_step_flops(small_net(), torch.randn(B, 1, H, W))
+    assert r.forward == FORWARD
+    assert r.backward == BACKWARD
+    assert r.backward_effective == BACKWARD
+    assert r.samples == B
+    assert r.modules_backward["Sequential.0"] == CONV1
+    assert r.modules_backward["Sequential.2"] == 2 * CONV2
+    assert r.modules_backward["Sequential.5"] == 2 * LIN
+
+
+def test_optimizer_step_is_counted_apart():
+    net = small_net()
+    r = count_step_flops(net, torch.randn(B, 1, H, W),
+                         optimizer=torch.optim.SGD(net.parameters(), lr=0.1))
+    assert (r.forward, r.backward) == (FORWARD, BACKWARD)  # the step leaked into neither
+
+
+def test_effective_backward_scales_dithered_modules_by_grad_density():
+    net = small_net()
+    net[2].grad_density = 0.25  # as dgsamp.methods.patch exposes it on dithered layers
+    r = count_step_flops(net, torch.randn(B, 1, H, W))
+    assert r.backward == BACKWARD  # the dense count stays
+    assert r.backward_effective == pytest.approx(BACKWARD - 2 * CONV2 * 0.75)
+    assert r.densities == {"Sequential.2": 0.25}
+
+
+HAS_SSPROP = importlib.util.find_spec("dgsamp.methods.ssprop") is not None
+
+
+@pytest.mark.skipif(not HAS_SSPROP, reason="dgsamp.methods.ssprop not written yet")
+def test_ssprop_backward_counts_only_kept_channels():
+    from dgsamp.methods.ssprop import SsPropConv2d, SsPropLinear, num_kept
+
+    net = small_net()
+    keep = 0.5
+    for i, cls in ((0, SsPropConv2d), (2, SsPropConv2d), (5, SsPropLinear)):
+        m = net[i]
+        m.__class__ = cls
+        m._sparse_init(keep=keep)
+    k1, k2, kl = num_kept(keep, 4), num_kept(keep, 8), num_kept(keep, 10)
+    r = count_step_flops(net, torch.randn(B, 1, H, W))
+    assert r.forward == FORWARD  # forward unchanged
+    # each layer's weight and input gradients run on k of C_out channels
+    expected = CONV1 * k1 // 4 + 2 * CONV2 * k2 // 8 + 2 * LIN * kl // 10
+    assert r.backward == expected
+    assert r.backward < BACKWARD
+
+
+def test_step_counter_attributes_only_inside_its_contexts():
+    net = small_net()
+    c = StepFlopCounter(net)
+    with c.step():
+        out = net(torch.randn(B, 1, H, W)).sum()
+        out.backward()  # not inside c.backward(): counted as forward, as documented
+    assert c.result.backward == 0 and c.result.forward == FORWARD + BACKWARD
+
+
+def test_scale_phases_adds_up_to_step_total():
+    ph = scale_phases([dict(step=1.0, forward=0.25, backward=0.5, optimizer=0.1)], 10.0, 10)
+    assert ph["forward"] == pytest.approx(2.5) and ph["backward"] == pytest.approx(5.0)
+    assert ph["other"] == pytest.approx(1.5)
+    assert scale_phases([], 10.0, 10)["forward"] is None  # nothing sampled: unknown, not zero
+
+
+# ------------------------------------------------------------------ meters
+def test_rapl_absent_is_unavailable_not_zero(tmp_path):
+    m = RaplMeter(root=str(tmp_path / "no_powercap"))
+    assert not m.available and m.read() is None and "no RAPL" in m.reason
+    d = m.describe()
+    assert d["source"] is None and d["unavailable"]
+
+
+def test_rapl_unreadable_is_unavailable(tmp_path):
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    (zone / "energy_uj").write_text("not a number")
+    (zone / "max_energy_range_uj").write_text("1000")
+    m = RaplMeter(root=str(tmp_path))
+    assert not m.available and m.read() is None and "not readable" in m.reason
+
+
+def test_rapl_reads_and_unwraps(tmp_path):
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    (zone / "intel-rapl:0:0").mkdir()  # a subzone: must not be summed again
+    (zone / "energy_uj").write_text("900000")
+    (zone / "max_energy_range_uj").write_text("1000000")
+    m = RaplMeter(root=str(tmp_path))
+    assert m.available and m.read() == 0.0
+    (zone / "energy_uj").write_text("100000")  # wrapped: 900000 -> 1000000 -> 100000
+    assert m.read() == pytest.approx(0.2)
+
+
+def test_nvml_absent_is_unavailable(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_pynvml(name, *a, **k):
+        if name == "pynvml":
+            raise ImportError("no pynvml")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(builtins, "__import__", no_pynvml)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    m = NvmlMeter()
+    assert not m.available and m.read() is None
+    assert "nvidia-ml-py" in m.reason
+
+
+def test_cpu_estimate_is_labelled():
+    m = CpuTimeEstimate(watts_per_core=10.0)
+    a = m.read()
+    sum(i * i for i in range(200000))
+    assert m.read() > a and m.describe()["source"] == ESTIMATE_SOURCE == m.source
+
+
+# ------------------------------------------------------------------ CostHook on a tiny runner
+mmengine = pytest.importorskip("mmengine")
+
+
+def _toy_runner(work_dir, hooks, max_epochs=2, **cfg):
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+    from torch.utils.data import Dataset
+
+    class ToyNet(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.net = small_net()
+
+        def forward(self, inputs, labels=None, mode="tensor"):
+            logits = self.net(inputs)
+            if mode == "loss":
+                return dict(loss=nn.functional.cross_entropy(logits, labels))
+            if mode == "predict":
+                return [dict(pred=int(p), gt=int(t)) for p, t in zip(logits.argmax(1), labels,
+                                                                       strict=True)]
+            return logits
+
+    class ToySet(Dataset):
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            g = torch.Generator().manual_seed(i)
+            return dict(inputs=torch.randn(1, H, W, generator=g), labels=i % 10)
+
+    from mmengine.evaluator import BaseMetric
+
+    class ToyAcc(BaseMetric):
+        def process(self, data_batch, data_samples):
+            self.results += [s["pred"] == s["gt"] for s in data_samples]
+
+        def compute_metrics(self, results):
+            return {"acc/toy": 100.0 * sum(results) / len(results)}
+
+    loader = dict(dataset=ToySet(), batch_size=B * 2, num_workers=0,
+                  sampler=dict(type="DefaultSampler", shuffle=False),
+                  collate_fn=dict(type="default_collate"))
+    return Runner(
+        model=ToyNet(), work_dir=str(work_dir), train_dataloader=loader,
+        val_dataloader=loader, val_evaluator=[ToyAcc()], val_cfg=dict(),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
+        train_cfg=cfg.pop("train_cfg", dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)),
+        custom_hooks=hooks, default_hooks=dict(checkpoint=None), **cfg)
+
+
+def test_cost_json_schema(tmp_path):
+    from dgsamp.engine.cost_hook import CostHook
+
+    runner = _toy_runner(tmp_path, [dict(type="CostHook")])
+    runner.train()
+    data = json.loads((tmp_path / "cost.json").read_text())
+    assert data["schema"] == "dgsamp.cost/1" and data["run"]["complete"] is True
+    assert data["run"]["loop"] == "epoch"
+    assert {"cpu_model", "cpu_cores", "gpu", "torch"} <= set(data["machine"])
+    assert data["methods"] == [] or isinstance(data["methods"], list)
+    assert data["settings"]["flop_iters"] == 2
+    t = data["totals"]
+    for group, keys in (("flops", ("forward", "backward", "backward_effective", "optimizer",
+                                   "sampling", "train", "train_effective")),
+                        ("time_s", ("run", "train", "data", "forward", "backward", "optimizer",
+                                    "other", "val")),
+                        ("energy_j", ("gpu_nvml", "cpu_rapl", "cpu_estimate", "total"))):
+        for k in keys:
+            m = t[group][k]
+            assert set(m) >= {"value", "source"}, (group, k)
+            if m["value"] is None:
+                assert m["unavailable"], (group, k)
+            else:
+                assert isinstance(m["value"], (int, float)) and m["source"], (group, k)
+    # 20 samples, batch 4: 5 steps per epoch, each of FORWARD per 2 samples
+    assert t["iterations"] == 10 and t["samples"] == 40
+    assert t["flops"]["forward"]["value"] == pytest.approx(FORWARD * 20)
+    assert t["flops"]["backward"]["value"] == pytest.approx(BACKWARD * 20)
+    assert t["flops"]["optimizer"]["value"] > 0 and "estimate" in t["flops"]["optimizer"]["source"]
+    assert t["epochs"] == dict(trained=2, skipped=0)
+    assert t["energy_j"]["cpu_estimate"]["source"].startswith(ESTIMATE_SOURCE)
+    if not torch.cuda.is_available():
+        assert t["energy_j"]["gpu_nvml"] == dict(value=None, source=None,
+                                                 unavailable="no CUDA device")
+    assert len(data["epochs"]) == 2
+    row = data["epochs"][0]
+    assert row["epoch"] == 1 and row["kind"] == "trained" and row["iterations"] == 5
+    assert {"forward", "backward", "optimizer", "data", "epoch", "other", "val"} <= set(
+        row["time_s"])
+    assert all(isinstance(v, (int, float)) for v in row["time_s"].values())
+    assert "flops" in row["sources"] and "energy_j.cpu_estimate" in row["sources"]
+    assert 0 <= data["overhead"]["fraction_of_run"]["value"] < 1
+    assert data["metrics"]["val"]["acc/toy"] >= 0
+    # the wrappers are gone after training
+    assert "train_step" not in vars(runner.model)
+    assert "backward" not in vars(runner.optim_wrapper)
+    assert isinstance(CostHook(), CostHook)
+
+
+def test_absent_meters_in_cost_json(tmp_path, monkeypatch):
+    """No RAPL, no NVML: energy is unavailable for them (None + reason), the estimate labelled."""
+    monkeypatch.setattr(energy_mod, "RAPL_ROOT", str(tmp_path / "none"))
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
+    runner = _toy_runner(tmp_path / "w", [dict(type="CostHook", rapl_root=str(tmp_path / "x"))],
+                         max_epochs=1)
+    runner.train()
+    e = json.loads((tmp_path / "w" / "cost.json").read_text())["totals"]["energy_j"]
+    assert e["cpu_rapl"]["value"] is None and "no RAPL" in e["cpu_rapl"]["unavailable"]
+    assert e["gpu_nvml"]["value"] is None and e["gpu_nvml"]["unavailable"]
+    assert "cpu_estimate" in e["total"]["source"] and e["total"]["value"] > 0
+
+
+def test_skipped_epoch_counts_only_sampling(tmp_path):
+    """An epoch in which no step ran (as GradSamp skips it) is a 'skipped' row."""
+    from mmengine.hooks import Hook
+
+    class SkipSecond(Hook):
+        priority = "VERY_HIGH"
+
+        def before_train_epoch(self, runner):
+            if runner.epoch == 1:
+                runner.train_loop.dataloader_backup = runner.train_loop.dataloader
+                runner.train_loop.dataloader = []
+            elif hasattr(runner.train_loop, "dataloader_backup"):
+                runner.train_loop.dataloader = runner.train_loop.dataloader_backup
+
+    runner = _toy_runner(tmp_path, [dict(type="CostHook")], max_epochs=3)
+    runner.register_hook(SkipSecond(), priority="HIGHEST")
+    runner.train()
+    data = json.loads((tmp_path / "cost.json").read_text())
+    rows = data["epochs"]
+    assert [r["kind"] for r in rows] == ["trained", "skipped", "trained"]
+    skipped = rows[1]
+    n_params = sum(p.numel() for p in runner.model.parameters())
+    assert skipped["flops"]["forward"] == 0 and skipped["flops"]["backward"] == 0
+    assert skipped["flops"]["sampling"] == 10 * n_params
+    assert "estimate" in skipped["sources"]["flops.sampling"]
+    assert data["totals"]["epochs"] == dict(trained=2, skipped=1)
+    assert data["totals"]["flops"]["forward"]["value"] == pytest.approx(FORWARD * 20)
+
+
+def test_iter_based_loop_rows(tmp_path):
+    runner = _toy_runner(tmp_path, [dict(type="CostHook", window=4)],
+                         train_cfg=dict(by_epoch=False, max_iters=8, val_interval=8))
+    runner.train()
+    data = json.loads((tmp_path / "cost.json").read_text())
+    assert data["run"]["loop"] == "iter"
+    assert [r["iterations"] for r in data["epochs"]] == [4, 4]
+    assert data["totals"]["flops"]["forward"]["value"] == pytest.approx(FORWARD * 16)
