@@ -30,6 +30,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+__all__ = [
+    "GradSampler",
+    "PeriodicSchedule",
+    "RandomSchedule",
+    "SkipSchedule",
+    "TensorFit",
+    "build_schedule",
+    "fit_ggd_beta",
+    "fit_update",
+    "ggd_alpha",
+    "ggd_rho",
+    "sample_gamma",
+    "sample_ggd",
+    "trainable_parameters",
+]
+
 DISTRIBUTIONS = ("gaussian", "ggd")
 STATISTICS = ("layerwise", "elementwise")
 HISTORIES = ("trained", "any")
