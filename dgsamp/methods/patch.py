@@ -1,0 +1,333 @@
+"""Put sparse-backward layers into any ``nn.Module`` in place, and take them out again.
+
+Patching swaps a selected module's *class* to a subclass (``SsPropConv2d``, ``DitherLinear``, ...)
+that only overrides how the output is computed (``Conv2d._conv_forward`` / ``Linear.forward``)
+and adds a few plain attributes (``keep``, ``scale``, ...). Parameters and buffers are the same
+objects under the same names, so ``state_dict()`` keys are unchanged, checkpoints load into patched
+and unpatched models alike, optimizers keep working, and forward outputs are identical.
+:func:`unpatch` restores the original class and removes the attributes.
+
+Selection: ``include``/``exclude`` are patterns on ``named_modules()`` names. A pattern selects a
+module and its whole subtree; it is an fnmatch pattern (``'backbone'``, ``'layer[34]'``,
+``'*.fc?'``) or, prefixed ``'re:'``, a regular expression searched in the name. ``types`` picks
+among the supported layer types (``'Conv2d'``, ``'Linear'``; default both).
+
+Supported: ``nn.Conv2d`` and ``nn.Linear`` and their subclasses that keep the stock forward.
+Skipped, with one warning listing them: other convolutions (1d/3d/transposed), subclasses with a
+custom forward (e.g. timm's ``Conv2dSame``), lazy layers, and the ``out_proj`` of
+``nn.MultiheadAttention`` (whose weight is used without calling the module).
+
+Patched classes are made on the fly for subclasses; they are not importable by name, so save
+``state_dict()`` rather than pickling a patched model (or unpatch first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from torch import nn
+
+from .dither import DEFAULT_SCALE, DitherConv2d, DitherLinear, check_scale
+from .ssprop import SsPropConv2d, SsPropLinear, check_keep
+
+__all__ = [
+    "SPARSE_METHODS",
+    "patch",
+    "patched_modules",
+    "set_sparsity",
+    "sparse_backward",
+    "sparse_stats",
+    "unpatch",
+]
+
+SPARSE_METHODS = ("ssprop", "dither")
+DEFAULT_KEEP = 0.5
+_BASES = {
+    ("ssprop", nn.Conv2d): SsPropConv2d,
+    ("ssprop", nn.Linear): SsPropLinear,
+    ("dither", nn.Conv2d): DitherConv2d,
+    ("dither", nn.Linear): DitherLinear,
+}
+_TYPE_NAMES = {"conv2d": nn.Conv2d, "linear": nn.Linear}
+_DYNAMIC: dict[tuple[str, type], type] = {}
+_MAX_LISTED = 40
+
+
+def _truncated(names: Sequence[str], limit: int = _MAX_LISTED) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    if len(names) > limit:
+        shown += f", ... ({len(names) - limit} more)"
+    return shown
+
+
+def _as_list(patterns: str | Iterable[str] | None) -> list[str]:
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        return [patterns]
+    out = list(patterns)
+    for p in out:
+        if not isinstance(p, str):
+            raise ValueError(f"module-name patterns must be strings, got {p!r}")
+    return out
+
+
+def _matcher(pattern: str):
+    if pattern.startswith("re:"):
+        try:
+            rx = re.compile(pattern[3:])
+        except re.error as e:
+            raise ValueError(f"bad regular expression in pattern {pattern!r}: {e}") from None
+        return lambda name: rx.search(name) is not None
+    return lambda name: fnmatch.fnmatchcase(name, pattern)
+
+
+def _in_subtree(name: str, matched_roots: set[str]) -> bool:
+    """True if ``name`` equals a matched module name or lies below one."""
+    if "" in matched_roots:
+        return True
+    parts = name.split(".")
+    return any(".".join(parts[:i]) in matched_roots for i in range(1, len(parts) + 1))
+
+
+def _resolve_types(types: Any) -> tuple[type, ...]:
+    if types is None:
+        return (nn.Conv2d, nn.Linear)
+    if isinstance(types, (str, type)):
+        types = [types]
+    out = []
+    for t in types:
+        if isinstance(t, str) and t.lower() in _TYPE_NAMES:
+            out.append(_TYPE_NAMES[t.lower()])
+        elif t in (nn.Conv2d, nn.Linear):
+            out.append(t)
+        else:
+            raise ValueError(f"unsupported layer type {t!r}; sparse backward handles "
+                             f"'Conv2d' and 'Linear' (and their stock-forward subclasses)")
+    return tuple(out)
+
+
+def _base_of(module: nn.Module) -> type | None:
+    """nn.Conv2d / nn.Linear if ``module`` can be patched, else None."""
+    if isinstance(module, nn.modules.lazy.LazyModuleMixin):
+        return None
+    cls = getattr(module, "_sparse_orig_class", type(module))
+    if issubclass(cls, nn.Conv2d):
+        if (cls.forward is nn.Conv2d.forward and cls._conv_forward is nn.Conv2d._conv_forward):
+            return nn.Conv2d
+        return None
+    if issubclass(cls, nn.Linear):
+        return nn.Linear if cls.forward is nn.Linear.forward else None
+    return None
+
+
+def _candidate(module: nn.Module, types: tuple[type, ...]) -> bool:
+    """Layers we would like to patch: conv-like of any kind and linear-like, within ``types``."""
+    is_conv = isinstance(module, nn.modules.conv._ConvNd)
+    is_lin = isinstance(module, nn.Linear)
+    return (is_conv and nn.Conv2d in types) or (is_lin and nn.Linear in types)
+
+
+def _patched_class(method: str, orig: type, base: type) -> type:
+    sparse_cls = _BASES[(method, base)]
+    if orig is base:
+        return sparse_cls
+    key = (method, orig)
+    if key not in _DYNAMIC:
+        name = f"{sparse_cls.__name__[: -len(base.__name__)]}{orig.__name__}"
+        _DYNAMIC[key] = type(name, (sparse_cls, orig), {"__module__": __name__})
+    return _DYNAMIC[key]
+
+
+def _select(model: nn.Module, include: list[str], exclude: list[str],
+            types: tuple[type, ...]) -> tuple[list[tuple[str, nn.Module, type]], list[str]]:
+    names = [n for n, _ in model.named_modules()]
+    if include:
+        roots: set[str] = set()
+        for pat in include:
+            m = _matcher(pat)
+            hit = {n for n in names if m(n)}
+            if not hit:
+                shown = _truncated([n for n in names if n])
+                raise ValueError(f"include pattern {pat!r} matches no module of the model; "
+                                 f"module names are: {shown}")
+            roots |= hit
+    else:
+        roots = {""}
+    ex_roots: set[str] = set()
+    for pat in exclude:
+        m = _matcher(pat)
+        ex_roots |= {n for n in names if m(n)}
+    mha_children = {
+        f"{n}.{c}" if n else c
+        for n, mod in model.named_modules() if isinstance(mod, nn.MultiheadAttention)
+        for c, _ in mod.named_children()
+    }
+    chosen, skipped = [], []
+    for name, mod in model.named_modules():
+        if not _in_subtree(name, roots) or (ex_roots and _in_subtree(name, ex_roots)):
+            continue
+        if not _candidate(mod, types):
+            continue
+        base = _base_of(mod)
+        if base is None or name in mha_children:
+            skipped.append(f"{name} ({type(mod).__name__})")
+            continue
+        chosen.append((name, mod, base))
+    return chosen, skipped
+
+
+def patch(
+    model: nn.Module,
+    method: str = "ssprop",
+    keep: float | None = None,
+    scale: float | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    types: Any = None,
+    **options: Any,
+) -> list[str]:
+    """Make the selected Conv2d/Linear layers of ``model`` sparse-backward, in place.
+
+    ``method='ssprop'`` takes ``keep`` (default 0.5) and the options of ``SsPropConv2d``
+    (``select``, ``group_select``, ``only_weight``, ``rescale``, ``generator``);
+    ``method='dither'`` takes ``scale`` (default 8) and ``mode``, ``generator``,
+    ``sparse_kernel``, ``sparse_threshold``. Returns the names of the patched modules.
+    Re-patching a layer with the same method updates its settings.
+    """
+    if method not in SPARSE_METHODS:
+        raise ValueError(f"method must be one of {SPARSE_METHODS}, got {method!r}")
+    if method == "ssprop":
+        if scale is not None:
+            raise ValueError("scale is the dither knob; ssprop takes keep")
+        kw = {"keep": check_keep(DEFAULT_KEEP if keep is None else keep), **options}
+    else:
+        if keep is not None:
+            raise ValueError("keep is the ssprop knob; dither takes scale (s > 0)")
+        kw = {"scale": check_scale(DEFAULT_SCALE if scale is None else scale), **options}
+    chosen, skipped = _select(model, _as_list(include), _as_list(exclude), _resolve_types(types))
+    if skipped:
+        warnings.warn(f"sparse_backward({method}): skipped {len(skipped)} layer(s) of types it "
+                      f"cannot handle: {_truncated(skipped)}", UserWarning, stacklevel=2)
+    if not chosen:
+        raise ValueError(f"sparse_backward({method}): no Conv2d/Linear layer selected "
+                         f"(include={include!r}, exclude={exclude!r}, types={types!r})")
+    # validate options once on a throw-away instance before touching the model
+    probe_base = chosen[0][2]
+    probe = _BASES[(method, probe_base)].__new__(_BASES[(method, probe_base)])
+    try:
+        probe._sparse_init(**kw)
+    except TypeError as e:
+        raise ValueError(f"bad option for method {method!r}: {e}") from None
+    for name, mod, _ in chosen:
+        if "_sparse_orig_class" in mod.__dict__ and mod.sparse_method != method:
+            raise ValueError(f"module {name!r} is already patched with "
+                             f"{mod.sparse_method!r}; unpatch it first")
+    names = []
+    for name, mod, base in chosen:
+        orig = mod.__dict__.get("_sparse_orig_class")
+        if orig is None:
+            orig = type(mod)
+            mod.__class__ = _patched_class(method, orig, base)
+            mod._sparse_orig_class = orig
+        mod._sparse_init(**kw)
+        names.append(name)
+    return names
+
+
+def unpatch(model: nn.Module) -> list[str]:
+    """Restore every patched layer of ``model`` to its original class. Returns their names."""
+    names = []
+    for name, mod in model.named_modules():
+        orig = mod.__dict__.get("_sparse_orig_class")
+        if orig is None:
+            continue
+        attrs = type(mod)._sparse_attrs
+        mod.__class__ = orig
+        for a in (*attrs, "_sparse_orig_class"):
+            mod.__dict__.pop(a, None)
+        names.append(name)
+    return names
+
+
+def patched_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """name → module for every patched layer of ``model``."""
+    return {n: m for n, m in model.named_modules() if "_sparse_orig_class" in m.__dict__}
+
+
+def set_sparsity(model: nn.Module, keep: float | None = None,
+                 scale: float | None = None) -> int:
+    """Set keep (ssprop; for dither keep == 1 means a dense step) and/or scale (dither) on every
+    patched layer at once — what schedules call. Returns the number of layers changed."""
+    if keep is not None:
+        keep = check_keep(keep)
+    if scale is not None:
+        scale = check_scale(scale)
+    mods = patched_modules(model).values()
+    for m in mods:
+        m.set_sparsity(keep=keep, scale=scale)
+    return len(mods)
+
+
+def sparse_stats(model: nn.Module) -> dict[str, Any]:
+    """Current settings and measured sparsity of the patched layers.
+
+    ``keep``: mean configured keep (ssprop layers); ``kept_fraction``: mean measured k/C_out of
+    the last backward (ssprop); ``grad_density``: nnz/numel of the last dithered δ̃ summed over
+    dither layers; ``grad_sparsity``: 1 − the fraction of output-gradient entries the backward
+    really used, over all measured layers (ssprop: 1 − kept_fraction; dither: 1 − density).
+    Values are None where nothing has been measured.
+    """
+    mods = list(patched_modules(model).values())
+    ss = [m for m in mods if m.sparse_method == "ssprop"]
+    dd = [m for m in mods if m.sparse_method == "dither"]
+    keep = sum(m.keep for m in ss) / len(ss) if ss else None
+    kf = [m.kept_fraction for m in ss if m.kept_fraction is not None]
+    kept_fraction = sum(kf) / len(kf) if kf else None
+    measured = [m for m in dd if m.enabled and m._grad_nnz is not None]
+    nnz = sum(float(m._grad_nnz) for m in measured)
+    numel = sum(m._grad_numel for m in measured)
+    density = nnz / numel if numel else None
+    used = [1.0 - f for f in kf] + [1.0 - m.grad_density for m in measured]
+    return {
+        "layers": len(mods),
+        "ssprop_layers": len(ss),
+        "dither_layers": len(dd),
+        "keep": keep,
+        "kept_fraction": kept_fraction,
+        "grad_density": density,
+        "grad_sparsity": sum(used) / len(used) if used else None,
+    }
+
+
+@contextlib.contextmanager
+def sparse_backward(
+    model: nn.Module,
+    method: str = "ssprop",
+    keep: float | None = None,
+    scale: float | None = None,
+    include: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    types: Any = None,
+    **options: Any,
+) -> Iterator[list[str]]:
+    """``with sparse_backward(model, method='ssprop', keep=0.5): loss.backward()``.
+
+    Patches on entry, unpatches on exit (also on error); yields the patched names. Layers that
+    were already patched before entering stay patched afterwards.
+    """
+    before = set(patched_modules(model))
+    names = patch(model, method, keep=keep, scale=scale, include=include, exclude=exclude,
+                  types=types, **options)
+    try:
+        yield names
+    finally:
+        mods = dict(model.named_modules())
+        for n in names:
+            if n not in before:
+                unpatch(mods[n])
