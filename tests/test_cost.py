@@ -163,6 +163,8 @@ def _toy_runner(work_dir, hooks, max_epochs=2, **cfg):
     from mmengine.runner import Runner
     from torch.utils.data import Dataset
 
+    import dgsamp.engine.cost_hook  # noqa: F401  (registers CostHook)
+
     class ToyNet(BaseModel):
         def __init__(self):
             super().__init__()
@@ -304,3 +306,23 @@ def test_iter_based_loop_rows(tmp_path):
     assert data["run"]["loop"] == "iter"
     assert [r["iterations"] for r in data["epochs"]] == [4, 4]
     assert data["totals"]["flops"]["forward"]["value"] == pytest.approx(FORWARD * 16)
+
+
+def test_gradsamp_skipped_epochs_are_rows(tmp_path):
+    """With the real GradSampHook (periodic, every 2nd epoch after 2 trained): skipped rows."""
+    from dgsamp.engine.gradsamp_hook import GradSampHook  # noqa: F401  (registers it)
+
+    runner = _toy_runner(tmp_path, [dict(type="GradSampHook",
+                                         schedule=dict(type="periodic", every=2, warmup=2)),
+                                    dict(type="CostHook")], max_epochs=5)
+    runner.train()
+    data = json.loads((tmp_path / "cost.json").read_text())
+    kinds = [r["kind"] for r in data["epochs"]]
+    assert len(kinds) == 5 and "skipped" in kinds and kinds[-1] == "trained"
+    for r in data["epochs"]:
+        if r["kind"] == "skipped":
+            assert r["iterations"] == 0 and r["flops"]["backward"] == 0
+            assert r["flops"]["sampling"] > 0 and r["time_s"]["epoch"] > 0
+    trained = kinds.count("trained")
+    assert data["totals"]["flops"]["forward"]["value"] == pytest.approx(FORWARD * 10 * trained)
+    assert "GradSampHook" in [m["type"] for m in data["methods"]]

@@ -141,11 +141,15 @@ class CostHook(Hook):
         self._t_train0 = time.perf_counter()
         self._e_train0 = self._read_meters()
         self._row = None
+        self._cursor, self._e_cursor = self._t_train0, self._e_train0
         self._last_iter_end = time.perf_counter()
         self._next_iter = runner.iter
 
     @staticmethod
     def _default_window(loop) -> int:
+        gs = getattr(loop, "gradsamp", None)  # rows line up with GradSamp's windows
+        if getattr(gs, "window", None):
+            return int(gs.window)
         max_iters = int(getattr(loop, "max_iters", 0) or 0)
         val = int(getattr(loop, "val_interval", 0) or 0)
         if val and max_iters and val * 2 <= max_iters:
@@ -230,13 +234,14 @@ class CostHook(Hook):
         return {k: m.read() for k, m in self.meters.items()}
 
     # ------------------------------------------------------------------ rows
-    def _open_row(self, runner, t0: float | None = None) -> None:
-        t0 = time.perf_counter() if t0 is None else t0
+    def _open_row(self, runner) -> None:
+        """A row starts where the last one (or the validation after it) ended, so that work
+        between epochs (GradSamp's sampled update runs before ``before_train_epoch``) is in it."""
         self._row = dict(
-            index=len(self.rows), epoch=runner.epoch, iter_start=runner.iter, t0=t0,
-            e0=self._read_meters(), iters=0, samples=0, samples_known=True, data_s=0.0,
+            index=len(self.rows), epoch=runner.epoch, iter_start=runner.iter, t0=self._cursor,
+            e0=self._e_cursor, iters=0, samples=0, samples_known=True, data_s=0.0,
             flop_steps=[], flop_iter_s=[], flop_step_s=[], plain_iter_s=[], plain_step_s=[],
-            timed=[],
+            timed=[], val=[],
         )
         self._row_opt_steps = 0
 
@@ -245,8 +250,8 @@ class CostHook(Hook):
             return
         t = time.perf_counter()
         self._open_row(runner)
-        self._last_iter_end = self._row["t0"]
-        self._own_s += time.perf_counter() - t
+        self._last_iter_end = time.perf_counter()
+        self._own_s += self._last_iter_end - t
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         t = time.perf_counter()
@@ -254,11 +259,13 @@ class CostHook(Hook):
             # Iterations jumped (a skipped window): close what ran, then a skipped row.
             if self._row is not None and self._row["iters"]:
                 self._close_row(runner, end_iter=self._next_iter)
-            self._open_row(runner, t0=self._last_iter_end)
+            if self._row is None:
+                self._open_row(runner)
             self._row["iter_start"] = self._next_iter
             self._close_row(runner, end_iter=runner.iter, t_end=t)
+            self._last_iter_end = t
         if self._row is None:
-            self._open_row(runner, t0=self._last_iter_end)
+            self._open_row(runner)
         row = self._row
         row["data_s"] += t - self._last_iter_end
         i = row["iters"]
@@ -324,13 +331,14 @@ class CostHook(Hook):
         t = time.perf_counter()
         row = self._row
         if row is None:
-            self._open_row(runner, t0=self._last_iter_end)
+            self._open_row(runner)
             row = self._row
         t_end = t if t_end is None else t_end
         e1 = self._read_meters()
         out = self._summarise(row, end_iter, t_end, e1, runner)
         self.rows.append(out)
         self._row = None
+        self._cursor, self._e_cursor = t_end, e1
         self._own_s += time.perf_counter() - t
         self._publish(runner, out)
 
@@ -375,8 +383,9 @@ class CostHook(Hook):
         eparts = [flops.get(k) for k in ("forward", "backward_effective", "optimizer", "sampling")]
         flops["train_effective"] = None if any(p is None for p in eparts) else sum(eparts)
 
-        # -- time
-        epoch_s = t_end - row["t0"]
+        # -- time (validation that ran inside the row is not the row's)
+        val_s = sum(dt for dt, _ in row["val"])
+        epoch_s = t_end - row["t0"] - val_s
         plain = row["plain_iter_s"]
         ref = statistics.median(plain) if plain else (
             statistics.median(self._all_iter_s) if self._all_iter_s else None)
@@ -390,14 +399,16 @@ class CostHook(Hook):
             step_total = sum(row["flop_step_s"]) - overhead
         ph = scale_phases(row["timed"], step_total, n) if n else dict(
             forward=0.0, backward=0.0, optimizer=0.0, other=0.0)
-        time_s: dict[str, float | None] = dict(epoch=epoch_s, data=row["data_s"] if n else 0.0)
+        time_s: dict[str, float | None] = dict(epoch=epoch_s, data=row["data_s"] if n else 0.0,
+                                               val=val_s)
         for p in ("forward", "backward", "optimizer"):
             time_s[p] = ph[p]
         known = [time_s[k] for k in ("data", "forward", "backward", "optimizer")]
         time_s["measuring_overhead"] = overhead
         time_s["other"] = (None if any(v is None for v in known)
                            else max(0.0, epoch_s - sum(known) - overhead))
-        src["time_s.epoch"] = TIME_SOURCE
+        src["time_s.epoch"] = TIME_SOURCE + " (validation excluded)"
+        src["time_s.val"] = "perf_counter (validation inside or right after this row)"
         src["time_s.data"] = "perf_counter between steps (data loading and iteration hooks)"
         if n:
             src["time_s.phases"] = (PHASE_SOURCE.format(
@@ -412,6 +423,8 @@ class CostHook(Hook):
         energy: dict[str, float | None] = {}
         for k, m in self.meters.items():
             energy[k] = m.delta(row["e0"].get(k), e1.get(k))
+            for _, de in row["val"]:
+                energy[k] = None if energy[k] is None or de.get(k) is None else energy[k] - de[k]
             src[f"energy_j.{k}"] = m.source if m.available else f"unavailable: {m.reason}"
         energy["total"], src["energy_j.total"] = self._energy_total(energy)
 
@@ -477,15 +490,24 @@ class CostHook(Hook):
         return "n/a" if v is None else f"{v:.2f}s"
 
     def before_val_epoch(self, runner) -> None:
-        self._t_val0 = time.perf_counter()
+        if hasattr(self, "meters"):
+            self._t_val0, self._e_val0 = time.perf_counter(), self._read_meters()
 
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:
-        if hasattr(self, "_t_val0"):
-            dt = time.perf_counter() - self._t_val0
-            self._val_s = getattr(self, "_val_s", 0.0) + dt
-            if self.rows and self._trained:
-                self.rows[-1]["time_s"]["val"] = self.rows[-1]["time_s"].get("val", 0.0) + dt
-                self.rows[-1]["sources"]["time_s.val"] = TIME_SOURCE
+        if hasattr(self, "_t_val0") and self._trained and hasattr(self, "_cursor"):
+            t, e = time.perf_counter(), self._read_meters()
+            dt = t - self._t_val0
+            de = {k: m.delta(self._e_val0.get(k), e.get(k)) for k, m in self.meters.items()}
+            self._val_s += dt
+            if self._row is not None:
+                # validation inside a row (a skipped iteration window): taken out of its time
+                self._row["val"].append((dt, de))
+            else:
+                if self.rows:
+                    r = self.rows[-1]
+                    r["time_s"]["val"] = r["time_s"].get("val", 0.0) + dt
+                self._cursor, self._e_cursor = t, e
+            self._last_iter_end = max(self._last_iter_end, t)
         if metrics:
             self.metrics["val"] = {k: float(v) if isinstance(v, (int, float)) else v
                                    for k, v in metrics.items()}
@@ -576,11 +598,21 @@ class CostHook(Hook):
                    timestamp=getattr(runner, "timestamp", None), seed=getattr(runner, "seed", None),
                    experiment=getattr(runner, "experiment_name", None), complete=complete)
         return dict(schema=SCHEMA, run=run, machine=machine_info(),
-                    methods=methods_from_cfg(getattr(runner, "cfg", None)),
+                    methods=self._methods(runner),
                     config=config_summary(getattr(runner, "cfg", None)),
                     settings=self.settings(), energy_meters={
                         k: m.describe() for k, m in self.meters.items()},
                     totals=totals, epochs=rows, overhead=overhead, metrics=self.metrics)
+
+    @staticmethod
+    def _methods(runner) -> list[dict[str, Any]]:
+        """The config's custom hooks; for a runner built without a config, the hooks it holds
+        that are not mmengine's own (by class name only: their arguments are not known)."""
+        methods = methods_from_cfg(getattr(runner, "cfg", None))
+        if methods:
+            return methods
+        return [dict(type=type(h).__name__, note="from runner.hooks (no config)")
+                for h in runner.hooks if not type(h).__module__.startswith("mmengine.")]
 
     def _energy_measures(self, a: dict, b: dict, what: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
