@@ -30,6 +30,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from .dither import DEFAULT_SCALE, DitherConv2d, DitherLinear, check_scale
@@ -289,11 +290,16 @@ def sparse_stats(model: nn.Module) -> dict[str, Any]:
     keep = sum(m.keep for m in ss) / len(ss) if ss else None
     kf = [m.kept_fraction for m in ss if m.kept_fraction is not None]
     kept_fraction = sum(kf) / len(kf) if kf else None
-    measured = [m for m in dd if m.enabled and m._grad_nnz is not None]
-    nnz = sum(float(m._grad_nnz) for m in measured)
-    numel = sum(m._grad_numel for m in measured)
-    density = nnz / numel if numel else None
-    used = [1.0 - f for f in kf] + [1.0 - m.grad_density for m in measured]
+    measured = [m for m in dd if m.enabled and m._grad_nnz is not None and m._grad_numel]
+    if measured:  # one host sync for all layers
+        dev = torch.as_tensor(measured[0]._grad_nnz).device
+        nnzs = torch.stack([torch.as_tensor(m._grad_nnz, device=dev) for m in measured])
+        nnzs = nnzs.double().tolist()
+    else:
+        nnzs = []
+    numels = [m._grad_numel for m in measured]
+    density = sum(nnzs) / sum(numels) if measured else None
+    used = [1.0 - f for f in kf] + [1.0 - a / b for a, b in zip(nnzs, numels, strict=True)]
     return {
         "layers": len(mods),
         "ssprop_layers": len(ss),
