@@ -1,0 +1,279 @@
+"""Compare runs by what they cost and what they scored: `python tools/compare.py RUN_DIR ...`.
+
+Reads each run's ``cost.json`` (written by CostHook) and its final metrics (``metrics`` in
+cost.json, else ``results.json`` from tools/train.py, else the last line of mmengine's
+``<timestamp>/vis_data/scalars.json`` that has the metric), groups seeds of one setting (run-dir
+name without a trailing ``_s<seed>`` / ``_seed<seed>``, or ``--group REGEX``'s first group), and
+prints a markdown table with mean ± standard error and savings relative to ``--baseline``.
+Plots (PNG, matplotlib Agg) go to ``--out``: accuracy vs training FLOPs, accuracy vs wall time,
+accuracy vs energy, per-domain accuracy bars.
+
+    python tools/compare.py work_dirs/headline/* --baseline dense --out work_dirs/headline/cmp
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import os.path as osp
+import re
+import statistics
+import sys
+from collections import OrderedDict
+
+SEED_SUFFIX = re.compile(r"[_-](s|seed)\d+$")
+SUMMARY_KEYS = ("acc/train_domains", "acc/test_domains")
+
+
+def _load_json(path: str):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _scalars_metrics(run_dir: str, metric: str) -> dict | None:
+    """The last record of mmengine's scalars.json (or <timestamp>.json) holding ``metric``."""
+    files = sorted(glob.glob(osp.join(run_dir, "*", "vis_data", "scalars.json"))
+                   + glob.glob(osp.join(run_dir, "*", "vis_data", "*.json")))
+    found = None
+    for f in files:
+        try:
+            with open(f) as fh:
+                for line in fh:
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if metric in rec:
+                        found = rec
+        except OSError:
+            continue
+    return found
+
+
+def load_run(run_dir: str, metric: str) -> dict | None:
+    """One run: its cost report, its metrics and where the metrics came from."""
+    cost = _load_json(osp.join(run_dir, "cost.json"))
+    if cost is None:
+        print(f"[compare] {run_dir}: no cost.json, left out", file=sys.stderr)
+        return None
+    metrics, msrc = None, None
+    m = cost.get("metrics") or {}
+    for key in ("test", "val"):
+        if m.get(key) and metric in m[key]:
+            metrics, msrc = m[key], f"cost.json metrics.{key}"
+            break
+    if metrics is None:
+        res = _load_json(osp.join(run_dir, "results.json"))
+        if res and metric in (res.get("metrics") or {}):
+            metrics, msrc = res["metrics"], "results.json"
+    if metrics is None:
+        rec = _scalars_metrics(run_dir, metric)
+        if rec:
+            metrics, msrc = rec, "scalars.json"
+    return dict(dir=run_dir, name=osp.basename(osp.normpath(run_dir)), cost=cost,
+                metrics=metrics or {}, metrics_source=msrc)
+
+
+def group_name(name: str, pattern: str | None) -> str:
+    if pattern:
+        m = re.search(pattern, name)
+        if m:
+            return m.group(1) if m.groups() else m.group(0)
+        return name
+    return SEED_SUFFIX.sub("", name)
+
+
+def _value(d: dict, *path):
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    if isinstance(d, dict):
+        return d.get("value")
+    return d
+
+
+def run_numbers(run: dict, metric: str) -> dict:
+    c = run["cost"]
+    t = c.get("totals", {})
+    energy = t.get("energy_train_j", {}).get("total", {})
+    return OrderedDict(
+        acc=run["metrics"].get(metric),
+        acc_train=run["metrics"].get("acc/train_domains"),
+        flops=_value(t, "flops", "train"),
+        flops_eff=_value(t, "flops", "train_effective"),
+        time=_value(t, "time_s", "train"),
+        energy=energy.get("value"),
+        energy_source=energy.get("source") or energy.get("unavailable"),
+        skipped=(t.get("epochs") or {}).get("skipped"),
+        epochs=len(c.get("epochs") or []),
+        overhead=_value(c, "overhead", "fraction_of_run"),
+    )
+
+
+def mean_se(values: list) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    if not vals or len(vals) < len(values):
+        return None, None  # a missing value makes the group's number unknown, not smaller
+    m = statistics.fmean(vals)
+    se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
+    return m, se
+
+
+def summarise(runs: list[dict], metric: str, pattern: str | None) -> OrderedDict:
+    groups: OrderedDict[str, list[dict]] = OrderedDict()
+    for r in runs:
+        groups.setdefault(group_name(r["name"], pattern), []).append(r)
+    out = OrderedDict()
+    for g, rs in groups.items():
+        nums = [run_numbers(r, metric) for r in rs]
+        s = dict(runs=rs, n=len(rs))
+        for k in ("acc", "acc_train", "flops", "flops_eff", "time", "energy", "skipped",
+                  "overhead"):
+            s[k] = mean_se([n[k] for n in nums])
+        srcs = {n["energy_source"] for n in nums}
+        s["energy_source"] = "; ".join(sorted(x for x in srcs if x))
+        domains: dict[str, list] = {}
+        for r in rs:
+            for k, v in r["metrics"].items():
+                if k.startswith("acc/") and k not in SUMMARY_KEYS and isinstance(v, (int, float)):
+                    domains.setdefault(k[4:], []).append(v)
+        s["domains"] = {d: mean_se(v) for d, v in domains.items() if len(v) == len(rs)}
+        out[g] = s
+    return out
+
+
+def _fmt(ms, scale=1.0, digits=3, unit=""):
+    m, se = ms
+    if m is None:
+        return "n/a"
+    if se:
+        return f"{m / scale:.{digits}g} ± {se / scale:.2g}{unit}"
+    return f"{m / scale:.{digits}g}{unit}"
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def markdown_table(summary: OrderedDict, baseline: str | None, metric: str) -> str:
+    base = summary.get(baseline) if baseline else None
+    head = ["setting", "n", f"{metric} (%)", "train-domain acc (%)", "train GFLOPs",
+            "effective GFLOPs", "train time (s)", "energy (J)", "skipped epochs"]
+    if base:
+        head += ["Δacc (pt)", "FLOPs vs base", "time vs base", "energy vs base"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g, s in summary.items():
+        row = [g, str(s["n"]), _fmt(s["acc"], digits=4), _fmt(s["acc_train"], digits=4),
+               _fmt(s["flops"], 1e9), _fmt(s["flops_eff"], 1e9), _fmt(s["time"]),
+               _fmt(s["energy"]), _fmt(s["skipped"])]
+        if base:
+            d = (None if s["acc"][0] is None or base["acc"][0] is None
+                 else s["acc"][0] - base["acc"][0])
+            row.append("n/a" if d is None else f"{d:+.2f}")
+            for k in ("flops", "time", "energy"):
+                r = _ratio(s[k][0], base[k][0])
+                row.append("n/a" if r is None else f"{100 * r:.1f}% ({100 * (1 - r):+.1f}% saved)")
+        lines.append("| " + " | ".join(row) + " |")
+    srcs = sorted({s["energy_source"] for s in summary.values() if s["energy_source"]})
+    notes = [f"Energy source: {x}" for x in srcs]
+    if base is None and baseline:
+        notes.append(f"Baseline {baseline!r} not found among: {', '.join(summary)}")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes])
+
+
+def plots(summary: OrderedDict, out: str, metric: str, baseline: str | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for key, label, scale, fname in (("flops", "training FLOPs (GFLOP)", 1e9, "acc_vs_flops.png"),
+                                     ("time", "training wall time (s)", 1.0, "acc_vs_time.png"),
+                                     ("energy", "training energy (J)", 1.0, "acc_vs_energy.png")):
+        pts = [(g, s) for g, s in summary.items() if s[key][0] is not None
+               and s["acc"][0] is not None]
+        if not pts:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for g, s in pts:
+            ax.errorbar(s[key][0] / scale, s["acc"][0], xerr=(s[key][1] or 0) / scale,
+                        yerr=s["acc"][1] or 0, fmt="o" if g != baseline else "s", capsize=3,
+                        label=g)
+            ax.annotate(g, (s[key][0] / scale, s["acc"][0]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"{metric} (%)")
+        if key == "energy":
+            srcs = {s["energy_source"] for _, s in pts}
+            ax.set_title("energy source: " + "; ".join(sorted(srcs))[:90], fontsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = osp.join(out, fname)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    domains = sorted({d for s in summary.values() for d in s["domains"]},
+                     key=lambda d: (not d.lstrip("-").isdigit(),
+                                    int(d) if d.lstrip("-").isdigit() else 0, d))
+    if domains:
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(domains) * max(1, len(summary)) / 3),
+                                        4.5))
+        width = 0.8 / max(1, len(summary))
+        for i, (g, s) in enumerate(summary.items()):
+            xs = [j + i * width for j in range(len(domains))]
+            ys = [s["domains"].get(d, (None, None))[0] or 0 for d in domains]
+            es = [s["domains"].get(d, (None, None))[1] or 0 for d in domains]
+            ax.bar(xs, ys, width, yerr=es, capsize=2, label=g)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(domains))], domains)
+        ax.set_xlabel("domain")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        path = osp.join(out, "per_domain_accuracy.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> OrderedDict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run_dirs", nargs="+", help="work dirs with a cost.json")
+    p.add_argument("--baseline", help="group name (or run dir name) savings are relative to")
+    p.add_argument("--group", help="regex on the run-dir name; its first group names the setting")
+    p.add_argument("--metric", default="acc/test_domains", help="accuracy key to compare")
+    p.add_argument("--out", help="folder for compare.md and the PNG plots")
+    args = p.parse_args(argv)
+    runs = [r for d in args.run_dirs if osp.isdir(d)
+            for r in [load_run(d, args.metric)] if r is not None]
+    if not runs:
+        raise SystemExit("No run with a cost.json among the given dirs.")
+    summary = summarise(runs, args.metric, args.group)
+    baseline = args.baseline
+    if baseline and baseline not in summary:
+        baseline = next((group_name(r["name"], args.group) for r in runs
+                         if r["name"] == baseline or r["dir"] == baseline), baseline)
+    table = markdown_table(summary, baseline, args.metric)
+    print(table)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(osp.join(args.out, "compare.md"), "w") as fh:
+            fh.write(table + "\n")
+        for path in plots(summary, args.out, args.metric, baseline):
+            print(f"[compare] wrote {path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
