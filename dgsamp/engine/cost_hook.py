@@ -20,6 +20,7 @@ duration of training and taken off afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import statistics
@@ -54,6 +55,9 @@ PHASE_SOURCE = ("perf_counter on {k} of {n} steps (model forward hooks, optim wr
                 "step+zero_grad{sync}), fractions applied to the measured step time")
 EFFECTIVE_SOURCE = ("FlopCounterMode dense backward with each dithered module's count x its "
                     "grad_density (nnz/numel of the quantized output gradient)")
+
+
+_MISSING = object()
 
 
 def _batch_size(data_batch: Any) -> int | None:
@@ -191,8 +195,8 @@ class CostHook(Hook):
                 hook._phases = dict(timer.current, step=hook._step_s)
                 timer.begin(False)
 
-        model.train_step = train_step
-        self._wrapped = [(model, "train_step")]
+        self._wrapped = []
+        self._put(model, "train_step", train_step)
 
         for ow in self._optim_wrappers(runner):
             orig_backward, orig_step, orig_zero = ow.backward, ow.step, ow.zero_grad
@@ -210,8 +214,8 @@ class CostHook(Hook):
                 with timer.phase("optimizer"):
                     return _orig(*args, **kwargs)
 
-            ow.backward, ow.step, ow.zero_grad = backward, step, zero_grad
-            self._wrapped += [(ow, "backward"), (ow, "step"), (ow, "zero_grad")]
+            for name, fn in (("backward", backward), ("step", step), ("zero_grad", zero_grad)):
+                self._put(ow, name, fn)
 
         self._handles = [
             self._model.register_forward_pre_hook(lambda *_: timer.start("forward")),
@@ -221,10 +225,26 @@ class CostHook(Hook):
         self._bs = None
         self._row_opt_steps = 0
 
+    def _put(self, obj, name: str, fn) -> None:
+        """Set ``obj.name = fn`` for the run, remembering what to put back. Attributes of the
+        original (mmengine's parameter schedulers mark ``step`` with ``_with_counter``) are
+        copied so that code inspecting them sees no change."""
+        orig = getattr(obj, name)
+        functools.update_wrapper(fn, orig, assigned=(), updated=())
+        try:
+            fn.__dict__.update(getattr(orig, "__dict__", {}))
+        except (AttributeError, TypeError):
+            pass
+        own = vars(obj).get(name, _MISSING)
+        setattr(obj, name, fn)
+        self._wrapped.append((obj, name, own))
+
     def _uninstall(self) -> None:
-        for obj, name in getattr(self, "_wrapped", []):
-            if name in vars(obj):
-                delattr(obj, name)
+        for obj, name, own in reversed(getattr(self, "_wrapped", [])):
+            if own is _MISSING:
+                vars(obj).pop(name, None)
+            else:
+                setattr(obj, name, own)
         self._wrapped = []
         for h in getattr(self, "_handles", []):
             h.remove()

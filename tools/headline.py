@@ -1,0 +1,184 @@
+"""Reproduce the headline comparison on the embedded data, table and plots included:
+
+    python tools/headline.py                       # 5 settings x 3 seeds, 8 epochs each
+    python tools/headline.py --epochs 4 --seeds 0  # a quick look
+    python tools/headline.py --overhead 3          # also: CostHook's overhead, A/B, 3 repeats
+
+Settings (RotatedDigits, domain 75 held out, `configs/dg/erm_rotated_digits.py`, DigitsCNN):
+dense; GradSamp (periodic, every 4); ssProp (keep 0.2, interleaved with dense epochs); dithered
+backprop; GradSamp + ssProp. Each run trains through tools/train.py with a generated config
+(``<work-root>/configs/<setting>_s<seed>.py``) that inherits the DG config and sets
+``custom_hooks`` (always with ``CostHook``), the epochs, the LR milestone at 3/4 of them, and the
+seed. Finished runs (a complete cost.json) are not run again unless ``--force``. At the end
+tools/compare.py writes ``<work-root>/compare/compare.md`` and the PNG plots, savings relative to
+the dense runs.
+
+``--overhead N`` trains the dense setting N times with and without CostHook, alternating, in this
+process, times ``runner.train()`` and writes ``<work-root>/overhead.json`` (and the A/B numbers
+into the CostHook runs' cost.json under ``overhead.ab``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path[:0] = [ROOT, osp.join(ROOT, "tools")]  # dgsamp from the checkout; tools/compare.py
+
+CONFIG = osp.join(ROOT, "configs", "dg", "erm_rotated_digits.py")
+IMPORTS = ["dgsamp", "dgsamp.engine.cost_hook", "dgsamp.engine.gradsamp_hook",
+           "dgsamp.engine.sparse_backward_hook"]
+GRADSAMP = dict(type="GradSampHook", schedule=dict(type="periodic", every=4))
+SSPROP = dict(type="SparseBackwardHook", method="ssprop", keep=0.2,
+              schedule=dict(type="constant", interleave=True))
+DITHER = dict(type="SparseBackwardHook", method="dither")
+COST = dict(type="CostHook")
+SETTINGS = {
+    "dense": [],
+    "gradsamp": [GRADSAMP],
+    "ssprop": [SSPROP],
+    "dither": [DITHER],
+    "gradsamp+ssprop": [GRADSAMP, SSPROP],
+}
+
+
+def config_text(hooks: list[dict], epochs: int, seed: int, base: str = CONFIG) -> str:
+    milestone = max(1, round(0.75 * epochs))
+    return "\n".join([
+        f"_base_ = [{base!r}]",
+        f"custom_imports = dict(imports={IMPORTS!r}, allow_failed_imports=False)",
+        f"custom_hooks = {hooks!r}",
+        f"train_cfg = dict(max_epochs={epochs}, val_interval={epochs})",
+        f"param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[{milestone}], "
+        "gamma=0.1)]",
+        f"randomness = dict(seed={seed}, deterministic=False)",
+        f"default_hooks = dict(checkpoint=dict(interval={epochs}))",
+        "",
+    ])
+
+
+def run_dir_name(setting: str, seed: int) -> str:
+    return f"{setting}_s{seed}"
+
+
+def is_done(work_dir: str) -> bool:
+    try:
+        with open(osp.join(work_dir, "cost.json")) as fh:
+            return bool(json.load(fh)["run"]["complete"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def train_one(setting: str, seed: int, args) -> str:
+    work_dir = osp.join(args.work_root, run_dir_name(setting, seed))
+    if is_done(work_dir) and not args.force:
+        print(f"[headline] {setting} seed {seed}: done already ({work_dir})")
+        return work_dir
+    cfg_dir = osp.join(args.work_root, "configs")
+    os.makedirs(cfg_dir, exist_ok=True)
+    cfg = osp.join(cfg_dir, f"{run_dir_name(setting, seed).replace('+', '_')}.py")
+    with open(cfg, "w") as fh:
+        fh.write(config_text(SETTINGS[setting] + [COST], args.epochs, seed, args.config))
+    cmd = [sys.executable, osp.join(ROOT, "tools", "train.py"), cfg, "--work-dir", work_dir]
+    print(f"[headline] {setting} seed {seed}: {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    os.makedirs(work_dir, exist_ok=True)
+    with open(osp.join(work_dir, "train_stdout.log"), "w") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if rc != 0:
+        raise SystemExit(f"[headline] {setting} seed {seed} failed (rc {rc}); see "
+                         f"{work_dir}/train_stdout.log")
+    print(f"[headline] {setting} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return work_dir
+
+
+def measure_overhead(args) -> dict:
+    """Dense training with and without CostHook, alternating, timed around runner.train()."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    import dgsamp  # noqa: F401
+    import dgsamp.engine.cost_hook  # noqa: F401
+
+    out_root = osp.join(args.work_root, "overhead")
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    cost_files = []
+    for rep in range(args.overhead):
+        for mode in ("without", "with"):
+            cfg_path = osp.join(out_root, f"{mode}_{rep}.py")
+            os.makedirs(out_root, exist_ok=True)
+            with open(cfg_path, "w") as fh:
+                fh.write(config_text([COST] if mode == "with" else [], args.overhead_epochs, 0,
+                                     args.config))
+            cfg = Config.fromfile(cfg_path)
+            cfg.work_dir = osp.join(out_root, f"{mode}_{rep}")
+            cfg.experiment_name = f"overhead_{mode}_{rep}_{os.getpid()}"
+            cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+            cfg.default_hooks.checkpoint = None
+            runner = Runner.from_cfg(cfg)
+            t0 = time.perf_counter()
+            runner.train()
+            times[mode].append(time.perf_counter() - t0)
+            print(f"[overhead] {mode} CostHook, repeat {rep}: {times[mode][-1]:.2f} s", flush=True)
+            if mode == "with":
+                cost_files.append(osp.join(cfg.work_dir, "cost.json"))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    paired = [w / wo - 1 for w, wo in zip(times["with"], times["without"], strict=True)]
+    result = dict(
+        epochs=args.overhead_epochs, repeats=args.overhead, train_s=times,
+        median_s=med, overhead_fraction_median_ratio=med["with"] / med["without"] - 1,
+        overhead_fraction_paired=paired,
+        source="perf_counter around runner.train(), dense setting, alternating runs",
+    )
+    for f in cost_files:
+        with open(f) as fh:
+            data = json.load(fh)
+        data["overhead"]["ab"] = result
+        with open(f, "w") as fh:
+            json.dump(data, fh, indent=1)
+    with open(osp.join(args.work_root, "overhead.json"), "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(f"[overhead] median train time without {med['without']:.2f} s, with "
+          f"{med['with']:.2f} s: {100 * result['overhead_fraction_median_ratio']:+.2f}% "
+          f"(paired: {', '.join(f'{100 * p:+.1f}%' for p in paired)})")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="dgsamp headline comparison (embedded data)")
+    p.add_argument("--work-root", default=osp.join(ROOT, "work_dirs", "headline"))
+    p.add_argument("--config", default=CONFIG)
+    p.add_argument("--epochs", type=int, default=8,
+                   help="epochs per run (8: GradSamp skips epochs 3 and 7, 1-based)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--force", action="store_true", help="run again even if finished")
+    p.add_argument("--overhead", type=int, default=0,
+                   help="also measure CostHook's overhead with N alternating A/B repeats")
+    p.add_argument("--overhead-epochs", type=int, default=3)
+    p.add_argument("--no-train", action="store_true", help="only compare existing runs")
+    args = p.parse_args(argv)
+    args.work_root = osp.abspath(args.work_root)
+    os.makedirs(args.work_root, exist_ok=True)
+    if args.overhead:
+        measure_overhead(args)
+    dirs = []
+    for seed in args.seeds:
+        for setting in args.settings:
+            d = osp.join(args.work_root, run_dir_name(setting, seed))
+            dirs.append(d if args.no_train else train_one(setting, seed, args))
+    from compare import main as compare  # tools/compare.py, next to this file
+
+    compare([d for d in dirs if osp.isdir(d)]
+            + ["--baseline", "dense", "--out", osp.join(args.work_root, "compare")])
+
+
+if __name__ == "__main__":
+    main()
