@@ -326,3 +326,40 @@ def test_gradsamp_skipped_epochs_are_rows(tmp_path):
     trained = kinds.count("trained")
     assert data["totals"]["flops"]["forward"]["value"] == pytest.approx(FORWARD * 10 * trained)
     assert "GradSampHook" in [m["type"] for m in data["methods"]]
+
+
+def test_dither_effective_flops_from_real_dithered_layers():
+    """With dgsamp.methods.patch's dithered layers the effective count uses their nnz(δ̃)."""
+    from dgsamp.methods.patch import patch
+
+    net = small_net()
+    patch(net, "dither", scale=8.0)
+    r = count_step_flops(net, torch.randn(B, 1, H, W))
+    assert r.backward == BACKWARD  # dense kernels ran
+    assert set(r.densities) == {"Sequential.0", "Sequential.2", "Sequential.5"}
+    mods = {"Sequential.0": net[0], "Sequential.2": net[2], "Sequential.5": net[5]}
+    expected = BACKWARD - sum(r.modules_backward[n] * (1 - m.grad_density)
+                              for n, m in mods.items())
+    assert r.backward_effective == pytest.approx(expected)
+    assert r.backward_effective < BACKWARD
+
+
+def test_cost_hook_with_sparse_backward_hooks(tmp_path):
+    """ssProp: counted backward shrinks; dither: effective count beside the dense one."""
+    import dgsamp.engine.sparse_backward_hook  # noqa: F401  (registers it)
+
+    out = {}
+    for method, extra in (("ssprop", dict(keep=0.5)), ("dither", {})):
+        runner = _toy_runner(tmp_path / method, [
+            dict(type="SparseBackwardHook", method=method, **extra), dict(type="CostHook")],
+            max_epochs=1)
+        runner.train()
+        out[method] = json.loads((tmp_path / method / "cost.json").read_text())
+    fl = out["ssprop"]["totals"]["flops"]
+    assert fl["forward"]["value"] == pytest.approx(FORWARD * 10)
+    assert fl["backward"]["value"] < BACKWARD * 10
+    assert out["ssprop"]["epochs"][0]["sparsity"]["ssprop_keep_mean"] == 0.5
+    fl = out["dither"]["totals"]["flops"]
+    assert fl["backward"]["value"] == pytest.approx(BACKWARD * 10)
+    assert fl["backward_effective"]["value"] < fl["backward"]["value"]
+    assert "grad_density" in out["dither"]["epochs"][0]["sources"]["flops.backward_effective"]
