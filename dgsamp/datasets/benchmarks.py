@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable, Sequence
 
 from mmengine.registry import DATASETS
@@ -20,18 +22,32 @@ from .multidomain import Domain, DomainSplitDataset, resolve_domains
 PARTS = ("train", "eval", "target")
 
 
+def _check_kwargs(cls: type, kwargs: dict) -> None:
+    accepted = set(inspect.signature(cls.make_domains).parameters)
+    for key in kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{cls.__name__} got an unknown argument {key!r}.{hint} Fix: use "
+                             f"test_domains, part, holdout_fraction, split_seed or one of "
+                             f"{sorted(accepted)}.")
+
+
 class DGBenchmark(DomainSplitDataset):
     """A leave-some-domains-out view of a benchmark (see module docstring)."""
 
-    #: builds the domain list from the keyword arguments given in ``domain_kwargs``
-    make_domains: Callable[..., list[Domain]]
+    #: builds the domains (or (domains, class names)) from the ``domain_kwargs``
+    make_domains: Callable[..., list[Domain] | tuple[list[Domain], list[str]]]
     classes: Sequence[str] | None = None
 
     def __init__(self, test_domains: Sequence[str | int] = (), part: str = "train",
                  holdout_fraction: float = 0.2, split_seed: int = 0, **domain_kwargs):
         if part not in PARTS:
             raise ValueError(f"part={part!r}: choose one of {PARTS}.")
-        domains = type(self).make_domains(**domain_kwargs)
+        _check_kwargs(type(self), domain_kwargs)
+        made = type(self).make_domains(**domain_kwargs)
+        # builders return the domains, or (domains, class names) when classes come from disk
+        domains, classes = made if isinstance(made, tuple) else (made, self.classes)
         names = [d.name for d in domains]
         test = [names[i] for i in resolve_domains(names, test_domains)] if test_domains else []
         train = [n for n in names if n not in test]
@@ -44,7 +60,7 @@ class DGBenchmark(DomainSplitDataset):
         else:
             use, split = names, {**{n: "heldout" for n in train}, **{n: "all" for n in test}}
         super().__init__(domains, use, split, holdout_fraction, split_seed,
-                         classes=self.classes, test_domains=test)
+                         classes=classes, test_domains=test)
 
 
 @DATASETS.register_module()

@@ -22,7 +22,8 @@ from .multidomain import Domain
 
 ROTATIONS = (0, 15, 30, 45, 60, 75)
 COLOR_FLIPS = (0.1, 0.2, 0.9)
-DEFAULT_CACHE = Path(os.environ.get("DGSAMP_DATA_CACHE", Path.home() / ".cache" / "dgsamp" / "data"))
+DEFAULT_CACHE = Path(os.environ.get("DGSAMP_DATA_CACHE",
+                                   Path.home() / ".cache" / "dgsamp" / "data"))
 
 
 def _load_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,86 @@
+"""Train from an mm-style config: `python tools/train.py CONFIG [options]`.
+
+The same command line as mmdetection's and mmsegmentation's tools/train.py, so their configs
+(and dgsamp's) run as they are. At the end the final validation metrics are printed as a
+per-domain table and written to `<work_dir>/results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import dgsamp  # noqa: E402, F401  (registers dgsamp's modules, checkpoint allow-list)
+from dgsamp.engine import check_config  # noqa: E402
+from dgsamp.evaluation.report import print_metrics, write_results  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a model with dgsamp")
+    parser.add_argument("config", help="train config file path")
+    parser.add_argument("--work-dir", help="where logs, checkpoints and results go")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    parser.add_argument("--auto-scale-lr", action="store_true", help="scale lr by batch size")
+    parser.add_argument("--resume", nargs="?", type=str, const="auto",
+                        help="resume from CKPT, or from the latest checkpoint in the work dir")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="override config keys, e.g. model.model_name=resnet18")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
+                        default="none", help="job launcher")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args(argv)
+    if "LOCAL_RANK" not in os.environ:
+        os.environ["LOCAL_RANK"] = str(args.local_rank)
+    return args
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    if not osp.isfile(args.config):
+        raise SystemExit(f"Config file {args.config!r} does not exist. Fix: give the path of a "
+                         f"config, e.g. configs/dg/erm_rotated_digits.py.")
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get("work_dir") is None:
+        cfg.work_dir = osp.join("./work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
+    if args.auto_scale_lr:
+        if "auto_scale_lr" not in cfg or "base_batch_size" not in cfg.auto_scale_lr:
+            raise SystemExit("--auto-scale-lr needs `auto_scale_lr = dict(enable=False, "
+                             "base_batch_size=N)` in the config.")
+        cfg.auto_scale_lr.enable = True
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    check_config(cfg)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    cfg = build_config(args)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = {k[len("val/"):]: float(v.current())
+               for k, v in runner.message_hub.log_scalars.items() if k.startswith("val/")}
+    if runner.rank == 0 and metrics:
+        print_metrics(metrics, title=f"Final validation: {osp.basename(args.config)}")
+        write_results(osp.join(cfg.work_dir, "results.json"), metrics, cfg)
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
