@@ -234,7 +234,13 @@ def plots(summary: OrderedDict, out: str, metric: str, baseline: str | None) -> 
             ys = [s["domains"].get(d, (None, None))[0] or 0 for d in domains]
             es = [s["domains"].get(d, (None, None))[1] or 0 for d in domains]
             ax.bar(xs, ys, width, yerr=es, capsize=2, label=g)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(domains))], domains)
+        held = set()
+        for s in summary.values():
+            for r in s["runs"]:
+                ds = ((r["cost"].get("config") or {}).get("train_dataset") or {})
+                held |= {str(d) for d in ds.get("test_domains") or []}
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(domains))],
+                      [f"{d}\n(held out)" if d in held else d for d in domains])
         ax.set_xlabel("domain")
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7)
