@@ -363,3 +363,39 @@ def test_cost_hook_with_sparse_backward_hooks(tmp_path):
     assert fl["backward"]["value"] == pytest.approx(BACKWARD * 10)
     assert fl["backward_effective"]["value"] < fl["backward"]["value"]
     assert "grad_density" in out["dither"]["epochs"][0]["sources"]["flops.backward_effective"]
+
+
+def test_compare_table_groups_seeds_and_plots(tmp_path, capsys):
+    import importlib.util as iu
+    import os
+
+    spec = iu.spec_from_file_location(
+        "dgsamp_compare", os.path.join(os.path.dirname(__file__), "..", "tools", "compare.py"))
+    compare = iu.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+
+    def run(name, acc, flops, time_s, energy):
+        d = tmp_path / name
+        d.mkdir()
+        m = lambda v: dict(value=v, source="test")  # noqa: E731
+        (d / "cost.json").write_text(json.dumps(dict(
+            schema="dgsamp.cost/1", run=dict(complete=True),
+            config=dict(train_dataset=dict(test_domains=["75"])),
+            totals=dict(flops=dict(train=m(flops), train_effective=m(flops)),
+                        time_s=dict(train=m(time_s)),
+                        energy_train_j=dict(total=dict(value=energy, source="estimate (x)")),
+                        epochs=dict(trained=4, skipped=0)),
+            epochs=[{}] * 4, overhead=dict(fraction_of_run=m(0.01)),
+            metrics=dict(val={"acc/test_domains": acc, "acc/0": acc + 10, "acc/75": acc}))))
+        return str(d)
+
+    dirs = [run("dense_s0", 80.0, 4e9, 100.0, 50.0), run("dense_s1", 82.0, 4e9, 110.0, 60.0),
+            run("fast_s0", 81.0, 2e9, 60.0, 30.0)]
+    summary = compare.main(dirs + ["--baseline", "dense", "--out", str(tmp_path / "cmp")])
+    assert list(summary) == ["dense", "fast"] and summary["dense"]["n"] == 2
+    assert summary["dense"]["acc"] == (81.0, 1.0)  # mean ± standard error
+    out = capsys.readouterr().out
+    assert "| fast | 1 |" in out and "50.0% (+50.0% saved)" in out
+    for f in ("compare.md", "acc_vs_flops.png", "acc_vs_time.png", "acc_vs_energy.png",
+              "per_domain_accuracy.png"):
+        assert (tmp_path / "cmp" / f).stat().st_size > 0
