@@ -3,7 +3,9 @@
 from .benchmarks import ColoredDigits, DGBenchmark, RotatedDigits
 from .folder import PACS, VLCS, DomainFolders, DomainNet, OfficeHome, TerraIncognita
 from .multidomain import Domain, DomainSplitDataset, split_indices
+from .samplers import UNLABELED, DomainBalancedBatchSampler, SourceTargetDataset
 
-__all__ = ["PACS", "VLCS", "ColoredDigits", "DGBenchmark", "Domain", "DomainFolders",
-           "DomainNet", "DomainSplitDataset", "OfficeHome", "RotatedDigits", "TerraIncognita",
+__all__ = ["PACS", "UNLABELED", "VLCS", "ColoredDigits", "DGBenchmark", "Domain",
+           "DomainBalancedBatchSampler", "DomainFolders", "DomainNet", "DomainSplitDataset",
+           "OfficeHome", "RotatedDigits", "SourceTargetDataset", "TerraIncognita",
            "split_indices"]

@@ -113,6 +113,12 @@ class DomainSplitDataset(Dataset):
         dom = self.domains[d]
         return dict(inputs=dom.load(j), data_samples=dict(label=int(dom.labels[j]), domain=d))
 
+    def unlabeled_item(self, i: int) -> dict:
+        """Item ``i`` without its label (``label=-1``): the label is never read, so unlabeled
+        target batches in domain adaptation cannot leak it."""
+        d, j = self._index[i]
+        return dict(inputs=self.domains[d].load(j), data_samples=dict(label=-1, domain=d))
+
     @property
     def item_domains(self) -> torch.Tensor:
         """Benchmark domain index of every item (used by domain-balanced samplers)."""

@@ -1,6 +1,9 @@
 """Models: the timm classifier (ERM and DA/DG algorithms), timm backbones for mmdet/mmseg."""
 
-from . import digits_cnn  # noqa: F401  (registers 'digits_cnn' with timm)
+from . import (
+    algorithms,  # noqa: F401  (registers DANN, CORAL, MixStyle, ... in MODELS)
+    digits_cnn,  # noqa: F401  (registers 'digits_cnn' with timm)
+)
 from .classifier import DomainClassifier
 from .timm_factory import create_timm_model
 

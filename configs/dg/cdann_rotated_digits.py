@@ -1,0 +1,14 @@
+# CDANN on RotatedDigits.
+# Class-conditional DANN; the discriminator has its own Adam.
+#   python tools/train.py configs/dg/cdann_rotated_digits.py
+# Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
+_base_ = ['./erm_rotated_digits.py']
+model = dict(type='CDANN', num_domains=6)
+# one minibatch of 13 per training domain per step (about ERM's batch of 64 in all)
+train_dataloader = dict(batch_size=13, batch_sampler=dict(type='DomainBalancedBatchSampler'))
+optim_wrapper = dict(
+    _delete_=True, constructor='PerModuleOptimWrapperConstructor',
+    model={{_base_.optim_wrapper}},
+    discriminator=dict(type='OptimWrapper', optimizer=dict(
+        type='Adam', lr={{_base_.optim_wrapper.optimizer.lr}},
+        weight_decay={{_base_.optim_wrapper.optimizer.weight_decay}}, betas=(0.5, 0.9))))

@@ -1,0 +1,8 @@
+# CORAL on RotatedDigits.
+# Deep CORAL: match feature means and covariances across domains.
+#   python tools/train.py configs/dg/coral_rotated_digits.py
+# Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
+_base_ = ['./erm_rotated_digits.py']
+model = dict(type='CORAL')
+# one minibatch of 13 per training domain per step (about ERM's batch of 64 in all)
+train_dataloader = dict(batch_size=13, batch_sampler=dict(type='DomainBalancedBatchSampler'))

@@ -1,0 +1,8 @@
+# MMD on RotatedDigits.
+# MMD feature matching across domains (multi-bandwidth Gaussian kernel).
+#   python tools/train.py configs/dg/mmd_rotated_digits.py
+# Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
+_base_ = ['./erm_rotated_digits.py']
+model = dict(type='MMD')
+# one minibatch of 13 per training domain per step (about ERM's batch of 64 in all)
+train_dataloader = dict(batch_size=13, batch_sampler=dict(type='DomainBalancedBatchSampler'))

@@ -1,0 +1,8 @@
+# VREx on ColoredDigits.
+# V-REx variance-of-risks penalty, switched on after anneal_iters updates.
+#   python tools/train.py configs/dg/vrex_colored_digits.py
+# Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
+_base_ = ['./erm_colored_digits.py']
+model = dict(type='VREx', penalty_weight=10.0, anneal_iters=100)
+# one minibatch of 32 per training domain per step (about ERM's batch of 64 in all)
+train_dataloader = dict(batch_size=32, batch_sampler=dict(type='DomainBalancedBatchSampler'))
