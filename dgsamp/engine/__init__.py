@@ -1,6 +1,15 @@
-"""mmengine adapters: hooks, loops, checkpoint compatibility, config checks."""
+"""mmengine adapters: hooks, loops, checkpoint compatibility, config checks.
+
+Each hook or loop module registers its class in mmengine's root registries on import.
+"""
 
 from . import checkpoint_compat  # noqa: F401  (allow-lists mmengine checkpoint classes)
 from .config_check import check_config
+from .cost_hook import CostHook
+from .gradsamp_hook import GradSampHook
+from .loops import GradSampEpochBasedTrainLoop, GradSampIterBasedTrainLoop
+from .sparse_backward_hook import SparseBackwardHook
+from .swad_hook import SWADHook
 
-__all__ = ["check_config"]
+__all__ = ["CostHook", "GradSampEpochBasedTrainLoop", "GradSampHook",
+           "GradSampIterBasedTrainLoop", "SWADHook", "SparseBackwardHook", "check_config"]
