@@ -1,0 +1,214 @@
+"""Leave-one-domain-out sweeps: every held-out domain x trial seed x hyper-parameter draw.
+
+    python tools/sweep.py configs/dg/erm_rotated_digits.py configs/dg/dann_rotated_digits.py \
+        --name rotated --seeds 0 1 2 --jobs 2
+    python tools/sweep.py configs/dg/benchmarks/pacs_resnet50.py --algorithms ERM CORAL DANN \
+        --name pacs --n-hparams 5 --loo
+
+Each job is `tools/train.py` on a config written to its work dir,
+``<root>/<name>/<algorithm>/<held-out domain>/seed<k>[_hp<h>]/`` (``<a>__<b>`` for the pair
+runs of ``--loo``), together with ``job.json`` (what tools/collect_results.py groups by). A job
+whose ``results.json`` exists is finished and is not run again, so a sweep can be re-launched
+after an interruption or extended with more seeds. Trial seed k sets the training seed and the
+80/20 split seed of every data set; draw 0 is the config's hyper-parameters, draws h > 0 are
+DomainBed-style seeded random draws (dgsamp.models.algorithms.hparams), the same for every
+held-out domain. ``--jobs N`` starts N worker processes that train their share of the jobs one
+after another (``--threads`` CPU threads each; one import per worker, not per job); each job's
+output goes to its ``train.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from itertools import combinations
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run from a checkout
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+import dgsamp  # noqa: E402, F401  (registers data sets)
+from dgsamp.models.algorithms import apply_algorithm, draw_hparams  # noqa: E402
+
+
+@dataclass
+class Job:
+    work_dir: str
+    cfg: Config
+    info: dict
+
+    @property
+    def done(self) -> bool:  # a finished job is never run again
+        return osp.isfile(osp.join(self.work_dir, "results.json"))
+
+
+def safe_name(domain: str) -> str:
+    """A folder name for a domain ('-90%' -> '-90pct', 'Real World' -> 'Real_World')."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", domain.replace("%", "pct"))
+
+
+def _dataset_dicts(node) -> list:
+    """Every data set config inside a config tree (dicts that have ``test_domains``)."""
+    found = []
+    if isinstance(node, dict):
+        if "test_domains" in node:
+            found.append(node)
+        for v in node.values():
+            found += _dataset_dicts(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            found += _dataset_dicts(v)
+    return found
+
+
+def benchmark_domains(cfg: Config) -> tuple[str, list[str]]:
+    """(data set type, domain names) of the config's validation data set."""
+    from mmengine.registry import DATASETS
+
+    ds = cfg.val_dataloader.dataset
+    dataset = DATASETS.build(ds)
+    return ds.type, list(dataset.metainfo["domains"])
+
+
+def make_jobs(args) -> list[Job]:
+    jobs = []
+    sources: list[tuple[str, str | None]] = []
+    if args.algorithms:
+        if len(args.configs) != 1:
+            raise SystemExit("--algorithms takes one (ERM) config to turn into each algorithm.")
+        sources = [(args.configs[0], a) for a in args.algorithms]
+    else:
+        sources = [(c, None) for c in args.configs]
+    for config, algorithm in sources:
+        base = Config.fromfile(config)
+        if args.cfg_options:
+            base.merge_from_dict(args.cfg_options)
+        dataset, domains = benchmark_domains(base)
+        if algorithm is not None:
+            apply_algorithm(base, algorithm, num_domains=len(domains))
+        algorithm = base.model.type
+        tests = args.test_domains or domains
+        unknown = [d for d in tests if d not in domains]
+        if unknown:
+            raise SystemExit(f"--test-domains {unknown} are not domains of {dataset}: {domains}")
+        held_outs = [(d,) for d in tests]
+        if args.loo:
+            held_outs += [p for p in combinations(domains, 2)
+                          if p[0] in tests or p[1] in tests]
+        for held in held_outs:
+            for seed in args.seeds:
+                for hp in range(args.n_hparams):
+                    cfg = copy.deepcopy(base)
+                    for ds in _dataset_dicts(cfg._cfg_dict):
+                        ds["test_domains"] = list(held)
+                        ds["split_seed"] = seed
+                    cfg.randomness = dict(seed=seed, deterministic=False)
+                    draws = draw_hparams(algorithm, hp, seed)
+                    if draws:
+                        cfg.merge_from_dict(draws)
+                    name = "__".join(safe_name(d) for d in held)
+                    leaf = f"seed{seed}" + (f"_hp{hp}" if args.n_hparams > 1 else "")
+                    work_dir = osp.abspath(osp.join(args.root, args.name, algorithm.lower(), name,
+                                                   leaf))
+                    cfg.work_dir = work_dir
+                    info = dict(algorithm=algorithm, dataset=dataset, held_out=list(held),
+                                trial_seed=seed, hparams=str(hp), hparam_values=draws,
+                                domains=domains, config=config,
+                                cfg_options=dict(args.cfg_options or {}))
+                    jobs.append(Job(work_dir, cfg, info))
+    return jobs
+
+
+def prepare(job: Job) -> None:
+    """Write the job's config.py and job.json into its work dir."""
+    os.makedirs(job.work_dir, exist_ok=True)
+    job.cfg.dump(osp.join(job.work_dir, "config.py"))
+    with open(osp.join(job.work_dir, "job.json"), "w") as f:
+        json.dump(job.info, f, indent=2, default=str)
+
+
+def worker(work_dirs: list[str]) -> int:
+    """Train the prepared jobs one after another in this process (one import for all).
+
+    Each job's output goes to its ``train.log``; a failing job is reported and skipped.
+    """
+    import contextlib
+    import traceback
+
+    from tools.train import main as train_main
+
+    failed = 0
+    for work_dir in work_dirs:
+        start = time.time()
+        ok = True
+        with open(osp.join(work_dir, "train.log"), "w") as log, \
+                contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            try:
+                train_main([osp.join(work_dir, "config.py"), "--work-dir", work_dir])
+            except Exception:  # noqa: BLE001  (the sweep goes on; the log has the traceback)
+                traceback.print_exc()
+                ok = False
+        ok = ok and osp.isfile(osp.join(work_dir, "results.json"))
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {time.time() - start:6.0f}s {work_dir}", flush=True)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Leave-one-domain-out sweep over a benchmark")
+    parser.add_argument("configs", nargs="+", help="one config per algorithm, or one ERM "
+                        "config with --algorithms")
+    parser.add_argument("--name", required=True, help="sweep name (folder under --root)")
+    parser.add_argument("--root", default="work_dirs/sweeps")
+    parser.add_argument("--algorithms", nargs="+", help="turn one ERM config into these")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="trial seeds (training seed and 80/20 split seed)")
+    parser.add_argument("--test-domains", nargs="+", help="held-out domains (default: all)")
+    parser.add_argument("--n-hparams", type=int, default=1,
+                        help="hyper-parameter draws per job (draw 0: the config's)")
+    parser.add_argument("--loo", action="store_true", help="also hold out every pair of "
+                        "domains (for leave-one-domain-out model selection)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per training")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
+                        help="overrides for every job")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs, run nothing")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        return worker([osp.abspath(d) for d in argv[1:]])
+    args = parser.parse_args(argv)
+    jobs = make_jobs(args)
+    todo = [j for j in jobs if not j.done]
+    print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} finished already, {len(todo)} to run")
+    if args.dry_run:
+        for j in todo:
+            print("  ", j.work_dir)
+        return 0
+    for job in todo:
+        prepare(job)
+    # N worker processes, each training its share of the jobs in turn (one import each)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               MKL_NUM_THREADS=str(args.threads))
+    n = max(1, min(args.jobs, len(todo)))
+    procs = [subprocess.Popen([sys.executable, osp.abspath(__file__), "--worker",
+                               *[j.work_dir for j in todo[i::n]]], env=env, cwd=ROOT)
+             for i in range(n) if todo[i::n]]
+    for p in procs:
+        p.wait()
+    failed = [j for j in todo if not j.done]
+    for job in failed:
+        print(f"failed: {job.work_dir} (see {osp.join(job.work_dir, 'train.log')})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
