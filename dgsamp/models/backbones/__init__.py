@@ -1,0 +1,5 @@
+"""timm backbones for mmdet/mmseg configs (``type='TimmBackbone'``)."""
+
+from .timm_backbone import TimmBackbone
+
+__all__ = ["TimmBackbone"]
