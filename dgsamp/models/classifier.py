@@ -57,7 +57,9 @@ class DomainClassifier(BaseModel):
 
     def loss(self, inputs: torch.Tensor, data_samples: dict) -> dict[str, torch.Tensor]:
         """ERM: cross-entropy on all training samples."""
-        return dict(loss_cls=F.cross_entropy(self.logits(inputs), data_samples["label"]))
+        # label -1 marks unlabeled target items (DA): ERM, the source-only baseline, skips them
+        return dict(loss_cls=F.cross_entropy(self.logits(inputs), data_samples["label"],
+                                             ignore_index=-1))
 
     @torch.no_grad()
     def predict(self, inputs: torch.Tensor, data_samples: dict | None = None) -> list[dict]:
