@@ -1,0 +1,49 @@
+"""Mean-teacher domain adaptation for any mmdet detector (Faster R-CNN, RetinaNet, ...).
+
+Built on mmdet's ``SemiBaseDetector``: student and EMA teacher are two copies of
+``detector``; each batch holds labeled source images (``sup`` branch) and unlabeled target
+images in two views, weak for the teacher (``unsup_teacher``) and strong for the student
+(``unsup_student``), made by mmdet's ``MultiBranch`` transform. The teacher's detections with
+score >= ``cls_pseudo_thr`` become the student's targets on the strong view (boxes mapped
+between views by the homography matrices mmdet's transforms record).
+
+Added here: ``burn_in_iters`` in ``semi_train_cfg``. Before that iteration only the supervised
+loss is computed (the teacher would produce noise), and `EMATeacherHook` (same
+``burn_in_iters``) keeps teacher == student, so adaptation starts from a source-trained
+teacher in one run.
+"""
+
+from __future__ import annotations
+
+from mmdet.models.detectors import SemiBaseDetector
+from mmengine.logging import MessageHub
+from mmengine.registry import MODELS
+
+_DEFAULT_SEMI_TRAIN = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=1.0,
+                           cls_pseudo_thr=0.7, min_pseudo_bbox_wh=(1e-2, 1e-2), burn_in_iters=0)
+
+
+@MODELS.register_module()
+class MeanTeacherDetector(SemiBaseDetector):
+    """SemiBaseDetector with a source-only burn-in (see module docstring)."""
+
+    def __init__(self, detector: dict, semi_train_cfg: dict | None = None,
+                 semi_test_cfg: dict | None = None, data_preprocessor: dict | None = None,
+                 init_cfg: dict | None = None) -> None:
+        train_cfg = dict(_DEFAULT_SEMI_TRAIN)
+        train_cfg.update(semi_train_cfg or {})
+        from mmengine.config import ConfigDict
+
+        super().__init__(detector=detector, semi_train_cfg=ConfigDict(train_cfg),
+                         semi_test_cfg=ConfigDict(semi_test_cfg or dict(predict_on="teacher")),
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+
+    def in_burn_in(self) -> bool:
+        it = MessageHub.get_current_instance().get_info("iter", 0) or 0
+        return it < int(self.semi_train_cfg.get("burn_in_iters", 0))
+
+    def loss(self, multi_batch_inputs: dict, multi_batch_data_samples: dict) -> dict:
+        if self.in_burn_in():
+            return self.loss_by_gt_instances(multi_batch_inputs["sup"],
+                                             multi_batch_data_samples["sup"])
+        return super().loss(multi_batch_inputs, multi_batch_data_samples)

@@ -1,0 +1,142 @@
+"""Evaluate every domain in one validation run: one inner metric per domain, one table.
+
+The val dataloader reads a ``ConcatDataset`` of all domains; `DomainMetric` routes each
+prediction to its domain by the image path and runs an ordinary mmdet/mmseg metric (CocoMetric,
+IoUMetric, ...) on each domain's share. Why route by path: ``img_path`` is packed by every
+mmdet/mmseg pipeline by default, so unmodified pipelines work, and in all supported layouts
+(the shapes cache, Cityscapes vs Foggy Cityscapes, GTA5, ACDC, ...) the domain is a folder.
+
+Reported keys (as percentages, so AP and mIoU read alike):
+- detection (CocoMetric): ``<domain>/AP``, ``<domain>/AP50``;
+- segmentation (IoUMetric): ``<domain>/mIoU`` (and ``<domain>/aAcc``);
+- other inner metrics: ``<domain>/<key>`` unchanged;
+- ``source/<k>`` and ``target/<k>``: the mean over ``source_domains`` and over the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger
+from mmengine.registry import METRICS
+
+_RENAME = {"coco/bbox_mAP": ("AP", 100.0), "coco/bbox_mAP_50": ("AP50", 100.0),
+           "coco/segm_mAP": ("mask_AP", 100.0), "coco/segm_mAP_50": ("mask_AP50", 100.0),
+           "mIoU": ("mIoU", 1.0), "aAcc": ("aAcc", 1.0)}
+
+
+def format_domain_table(metrics: dict[str, float], domains: Sequence[str]) -> str:
+    """Plain-text table: one row per domain (plus source/target means), one column per metric."""
+    rows = [d for d in list(domains) + ["source", "target"]
+            if any(k.startswith(d + "/") for k in metrics)]
+    cols: list[str] = []
+    for k in metrics:
+        d, _, name = k.partition("/")
+        if d in rows and name not in cols:
+            cols.append(name)
+    width = max(len(r) for r in rows) if rows else 6
+    lines = ["domain".ljust(width) + "".join(f"{c:>10}" for c in cols)]
+    for r in rows:
+        cells = [metrics.get(f"{r}/{c}") for c in cols]
+        lines.append(r.ljust(width) + "".join(
+            f"{v:>10.2f}" if isinstance(v, float) else f"{'-':>10}" for v in cells))
+    return "\n".join(lines)
+
+
+@METRICS.register_module()
+class DomainMetric(BaseMetric):
+    """Run ``metric`` separately on each domain of a multi-domain val set.
+
+    Args:
+        metric: config of the inner metric (e.g. ``dict(type='CocoMetric', metric='bbox')`` or
+            ``dict(type='IoUMetric', iou_metrics=['mIoU'])``), built in the current scope.
+        domains: domain names in table order, or ``{name: path_substring}``. A list entry
+            ``name`` matches image paths containing ``/name/``.
+        per_domain: per-domain overrides of the inner metric config, e.g.
+            ``dict(foggy=dict(ann_file='data/foggy/annotations/val.json'))``.
+        source_domains: domains averaged into ``source/*``; the others into ``target/*``.
+        collect_device, prefix: as `mmengine.evaluator.BaseMetric`.
+    """
+
+    default_prefix = None
+
+    def __init__(self, metric: dict, domains: Sequence[str] | dict[str, str],
+                 per_domain: dict[str, dict] | None = None,
+                 source_domains: Sequence[str] = (), collect_device: str = "cpu",
+                 prefix: str | None = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        if isinstance(domains, dict):
+            self.patterns = {str(k): str(v) for k, v in domains.items()}
+        else:
+            self.patterns = {str(d): f"/{d}/" for d in domains}
+        if not self.patterns:
+            raise ValueError("DomainMetric needs at least one domain.")
+        per_domain = per_domain or {}
+        unknown = (set(per_domain) | set(source_domains)) - set(self.patterns)
+        if unknown:
+            raise ValueError(f"DomainMetric: {sorted(unknown)} are not among the domains "
+                             f"{list(self.patterns)}.")
+        self.source_domains = tuple(source_domains)
+        self.metrics = {}
+        for d in self.patterns:
+            cfg = copy.deepcopy(dict(metric))
+            cfg.update(per_domain.get(d, {}))
+            self.metrics[d] = METRICS.build(cfg)
+
+    @property
+    def dataset_meta(self) -> dict | None:
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        self._dataset_meta = meta
+        for m in self.metrics.values():
+            m.dataset_meta = meta
+
+    def domain_of(self, img_path: str) -> str:
+        path = str(img_path).replace("\\", "/")
+        hits = [d for d, pat in self.patterns.items() if pat in path]
+        if len(hits) != 1:
+            raise ValueError(f"DomainMetric: image {img_path!r} matches domains {hits}; exactly "
+                             f"one of the patterns {self.patterns} must match. Fix: set "
+                             f"`domains` to a dict name -> unique path substring.")
+        return hits[0]
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            domain = self.domain_of(sample["img_path"])
+            inner = self.metrics[domain]
+            before = len(inner.results)
+            inner.process(data_batch, [sample])
+            self.results.extend((domain, r) for r in inner.results[before:])
+            del inner.results[before:]
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for domain, inner in self.metrics.items():
+            part = [r for d, r in results if d == domain]
+            if not part:
+                continue
+            for key, value in inner.compute_metrics(part).items():
+                name, scale = _RENAME.get(key, (key, 1.0))
+                if key.startswith("coco/") and key not in _RENAME:
+                    continue
+                try:
+                    out[f"{domain}/{name}"] = float(value) * scale
+                except (TypeError, ValueError):
+                    continue
+        names = {k.partition("/")[2] for k in out}
+        groups = {"source": [d for d in self.metrics if d in self.source_domains],
+                  "target": [d for d in self.metrics if d not in self.source_domains]}
+        for group, members in groups.items():
+            if not self.source_domains or not members:
+                continue
+            for name in sorted(names):
+                vals = [out[f"{d}/{name}"] for d in members if f"{d}/{name}" in out]
+                if vals:
+                    out[f"{group}/{name}"] = sum(vals) / len(vals)
+        MMLogger.get_current_instance().info(
+            "Per-domain results:\n" + format_domain_table(out, list(self.metrics)))
+        return out
