@@ -76,7 +76,7 @@ def is_done(work_dir: str) -> bool:
         return False
 
 
-def train_one(setting: str, seed: int, args) -> str:
+def train_one(setting: str, seed: int, args) -> str | None:
     work_dir = osp.join(args.work_root, run_dir_name(setting, seed))
     if is_done(work_dir) and not args.force:
         print(f"[headline] {setting} seed {seed}: done already ({work_dir})")
@@ -93,8 +93,9 @@ def train_one(setting: str, seed: int, args) -> str:
     with open(osp.join(work_dir, "train_stdout.log"), "w") as log:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     if rc != 0:
-        raise SystemExit(f"[headline] {setting} seed {seed} failed (rc {rc}); see "
-                         f"{work_dir}/train_stdout.log")
+        print(f"[headline] {setting} seed {seed} FAILED (rc {rc}); see "
+              f"{work_dir}/train_stdout.log", flush=True)
+        return None
     print(f"[headline] {setting} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     return work_dir
 
@@ -169,15 +170,21 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.work_root, exist_ok=True)
     if args.overhead:
         measure_overhead(args)
-    dirs = []
+    dirs, failed = [], []
     for seed in args.seeds:
         for setting in args.settings:
             d = osp.join(args.work_root, run_dir_name(setting, seed))
-            dirs.append(d if args.no_train else train_one(setting, seed, args))
+            done = d if args.no_train else train_one(setting, seed, args)
+            if done is None:
+                failed.append(f"{setting} seed {seed}")
+            else:
+                dirs.append(done)
     from compare import main as compare  # tools/compare.py, next to this file
 
     compare([d for d in dirs if osp.isdir(d)]
             + ["--baseline", "dense", "--out", osp.join(args.work_root, "compare")])
+    if failed:
+        print(f"[headline] failed runs (not in the table): {', '.join(failed)}")
 
 
 if __name__ == "__main__":
