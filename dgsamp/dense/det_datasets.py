@@ -15,11 +15,10 @@ training (tested by poisoning them).
 
 from __future__ import annotations
 
-import os
 import os.path as osp
 from pathlib import Path
 
-from mmdet.datasets import CocoDataset
+from mmdet.datasets import BaseDetDataset, CocoDataset
 from mmengine.registry import DATASETS
 from PIL import Image
 
@@ -84,6 +83,43 @@ class CheckedCocoDataset(CocoDataset):
 
 
 @DATASETS.register_module()
+class UnlabeledImageFolder(BaseDetDataset):
+    """Unlabeled detection images: every file under ``data_root/data_prefix['img']`` (recursive)
+    whose name ends with ``suffix``, with empty ``instances``. For the unlabeled target domain
+    of mean-teacher adaptation: no annotation file is involved, so none can leak.
+
+    Args:
+        suffix: file-name ending to keep (e.g. '_leftImg8bit_foggy_beta_0.02.png').
+        **kwargs: as mmdet's ``BaseDetDataset`` (data_root, data_prefix=dict(img=...),
+            metainfo, pipeline, ...).
+    """
+
+    def __init__(self, suffix: str = ".png", **kwargs) -> None:
+        self.suffix = suffix
+        kwargs.setdefault("ann_file", "")
+        kwargs.setdefault("filter_cfg", dict(filter_empty_gt=False))
+        super().__init__(**kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        img_dir = Path(self.data_prefix.get("img", "") or self.data_root)
+        if not img_dir.is_dir():
+            raise FileNotFoundError(
+                f"Unlabeled image folder {str(img_dir)!r} does not exist. Expected "
+                f"<data_root>/<data_prefix.img>/**/*{self.suffix} (see the config's header "
+                f"for the data set's released layout).")
+        paths = sorted(p for p in img_dir.rglob(f"*{self.suffix}") if p.is_file())
+        if not paths:
+            raise FileNotFoundError(f"No *{self.suffix} images under {str(img_dir)!r}.")
+        data_list = []
+        for i, path in enumerate(paths):
+            with Image.open(path) as im:
+                w, h = im.size
+            data_list.append(dict(img_id=i, img_path=str(path), width=w, height=h,
+                                  instances=[]))
+        return data_list
+
+
+@DATASETS.register_module()
 class ShapesDetDataset(CheckedCocoDataset):
     """One style of the embedded shapes benchmark in COCO format.
 
@@ -117,12 +153,7 @@ class ShapesDetDataset(CheckedCocoDataset):
     def load_data_list(self) -> list[dict]:
         if self.labeled:
             return super().load_data_list()
-        img_dir = Path(self.data_root) / self.split / "images"
-        data_list = []
-        for i, name in enumerate(sorted(os.listdir(img_dir))):
-            path = img_dir / name
-            with Image.open(path) as im:
-                w, h = im.size
-            data_list.append(dict(img_id=i, img_path=str(path), width=w, height=h,
-                                  instances=[]))
-        return data_list
+        folder = UnlabeledImageFolder.__new__(UnlabeledImageFolder)
+        folder.suffix, folder.data_root = ".png", self.data_root
+        folder.data_prefix = dict(img=str(Path(self.data_root) / self.split / "images"))
+        return UnlabeledImageFolder.load_data_list(folder)
