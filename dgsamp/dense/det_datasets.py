@@ -82,6 +82,24 @@ class CheckedCocoDataset(CocoDataset):
         return data_list
 
 
+def list_unlabeled_images(img_dir: Path, suffix: str) -> list[dict]:
+    """Data infos (no instances) for every ``*suffix`` file under ``img_dir``, sorted."""
+    if not img_dir.is_dir():
+        raise FileNotFoundError(
+            f"Unlabeled image folder {str(img_dir)!r} does not exist. Expected "
+            f"<data_root>/<data_prefix.img>/**/*{suffix} (see the config's header for the "
+            f"data set's released layout).")
+    paths = sorted(p for p in img_dir.rglob(f"*{suffix}") if p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"No *{suffix} images under {str(img_dir)!r}.")
+    data_list = []
+    for i, path in enumerate(paths):
+        with Image.open(path) as im:
+            w, h = im.size
+        data_list.append(dict(img_id=i, img_path=str(path), width=w, height=h, instances=[]))
+    return data_list
+
+
 @DATASETS.register_module()
 class UnlabeledImageFolder(BaseDetDataset):
     """Unlabeled detection images: every file under ``data_root/data_prefix['img']`` (recursive)
@@ -102,21 +120,7 @@ class UnlabeledImageFolder(BaseDetDataset):
 
     def load_data_list(self) -> list[dict]:
         img_dir = Path(self.data_prefix.get("img", "") or self.data_root)
-        if not img_dir.is_dir():
-            raise FileNotFoundError(
-                f"Unlabeled image folder {str(img_dir)!r} does not exist. Expected "
-                f"<data_root>/<data_prefix.img>/**/*{self.suffix} (see the config's header "
-                f"for the data set's released layout).")
-        paths = sorted(p for p in img_dir.rglob(f"*{self.suffix}") if p.is_file())
-        if not paths:
-            raise FileNotFoundError(f"No *{self.suffix} images under {str(img_dir)!r}.")
-        data_list = []
-        for i, path in enumerate(paths):
-            with Image.open(path) as im:
-                w, h = im.size
-            data_list.append(dict(img_id=i, img_path=str(path), width=w, height=h,
-                                  instances=[]))
-        return data_list
+        return list_unlabeled_images(img_dir, self.suffix)
 
 
 @DATASETS.register_module()
@@ -153,7 +157,4 @@ class ShapesDetDataset(CheckedCocoDataset):
     def load_data_list(self) -> list[dict]:
         if self.labeled:
             return super().load_data_list()
-        folder = UnlabeledImageFolder.__new__(UnlabeledImageFolder)
-        folder.suffix, folder.data_root = ".png", self.data_root
-        folder.data_prefix = dict(img=str(Path(self.data_root) / self.split / "images"))
-        return UnlabeledImageFolder.load_data_list(folder)
+        return list_unlabeled_images(Path(self.data_root) / self.split / "images", ".png")
