@@ -1,0 +1,264 @@
+"""Training under shift end to end through tools/train.py on the embedded shapes benchmark:
+source-only det/seg, mean-teacher det (Faster R-CNN, RetinaNet) and ClassMix seg, dgsamp's
+GradSamp/SparseBackward/Cost hooks on these models and on inherited mmdet/mmseg configs,
+per-domain metrics, and target labels never read (poisoned targets give identical runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+DOMAINS = ("clean", "fog", "dark", "texture")
+TARGETS = ("fog", "dark", "texture")
+
+
+# ------------------------------------------------------------------ fast unit tests
+class _TS(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.student = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        self.teacher = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+
+
+class _Runner:
+    def __init__(self, model, it):
+        self.model, self.iter = model, it
+
+
+def test_ema_teacher_hook_burn_in_then_average():
+    from dgsamp.dense.ema import EMATeacherHook
+
+    m = _TS()
+    hook = EMATeacherHook(momentum=0.25, burn_in_iters=2)
+    hook.before_train(_Runner(m, 0))
+    assert torch.equal(m.teacher[0].weight, m.student[0].weight)
+    for it in range(2):  # burn-in: teacher follows the student exactly
+        with torch.no_grad():
+            m.student[0].weight.add_(1.0)
+            m.student[1].running_mean.add_(1.0)
+        hook.after_train_iter(_Runner(m, it), it)
+        assert torch.equal(m.teacher[0].weight, m.student[0].weight)
+        assert torch.equal(m.teacher[1].running_mean, m.student[1].running_mean)
+    before = m.teacher[0].weight.clone()
+    with torch.no_grad():
+        m.student[0].weight.add_(4.0)
+    hook.after_train_iter(_Runner(m, 2), 2)
+    torch.testing.assert_close(m.teacher[0].weight, 0.75 * before + 0.25 * m.student[0].weight)
+    with pytest.raises(ValueError):
+        EMATeacherHook(momentum=0.0)
+    with pytest.raises(TypeError, match="teacher"):
+        hook.before_train(_Runner(nn.Linear(1, 1), 0))
+
+
+def _tiny_segmentor():
+    return dict(
+        type="EncoderDecoder",
+        backbone=dict(type="TimmBackbone", model_name="resnet18", out_indices=(1, 2)),
+        decode_head=dict(type="SegformerHead", in_channels=[64, 128], in_index=[0, 1],
+                         channels=16, num_classes=4, norm_cfg=dict(type="BN"),
+                         align_corners=False,
+                         loss_decode=dict(type="CrossEntropyLoss", loss_weight=1.0)),
+        train_cfg=dict(), test_cfg=dict(mode="whole"))
+
+
+def test_classmix_loss_uses_only_source_labels_and_weights_pseudo_labels():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    from mmseg.utils import register_all_modules
+
+    import dgsamp  # noqa: F401
+    from dgsamp.dense.seg_mean_teacher import ClassMixMeanTeacher
+
+    register_all_modules(init_default_scope=True)
+    torch.manual_seed(0)
+    model = ClassMixMeanTeacher(
+        _tiny_segmentor(), data_preprocessor=dict(
+            type="MultiBranchSegDataPreProcessor", mean=[0, 0, 0], std=[255, 255, 255],
+            size=(32, 32)), pseudo_threshold=0.0)
+
+    def branch(labeled):
+        samples = []
+        for _ in range(2):
+            s = SegDataSample(metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32)))
+            if labeled:
+                s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, 32, 32)))
+            samples.append(s)
+        return dict(inputs=[torch.randint(0, 255, (3, 32, 32), dtype=torch.uint8)
+                            for _ in range(2)], data_samples=samples)
+
+    data = model.data_preprocessor(dict(source=branch(True), target=branch(False)), True)
+    assert all("gt_sem_seg" not in s for s in data["target"]["data_samples"])
+    losses = model(**data, mode="loss")
+    assert {"src.decode.loss_ce", "mix.loss_ce", "mix.pseudo_quality"} <= set(losses)
+    assert float(losses["mix.pseudo_quality"]) == 1.0  # threshold 0: every pixel confident
+    losses["mix.loss_ce"].backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert any(p.grad is not None for p in model.student.parameters())
+    model.burn_in_iters = 10**9
+    assert "mix.loss_ce" not in model(**data, mode="loss")
+
+
+# ------------------------------------------------------------------ end to end (tools/train.py)
+@pytest.fixture(scope="module")
+def shapes_cache(tmp_path_factory):
+    """The default shapes benchmark (what the configs use), generated once per module."""
+    from dgsamp.datasets.shapes import generate_shapes
+
+    cache = tmp_path_factory.mktemp("cache")
+    generate_shapes(cache / "shapes")
+    return cache
+
+
+def _val_opts(n: int = 4) -> list[str]:
+    return [f"val_dataloader.dataset.datasets.{i}.indices={n}" for i in range(len(DOMAINS))]
+
+
+def train(config: str | Path, work_dir: Path, cache: Path, iters: int = 4,
+          extra: tuple[str, ...] = ()) -> dict:
+    opts = [f"train_cfg.max_iters={iters}", f"train_cfg.val_interval={iters}",
+            "default_hooks.logger.interval=1", *_val_opts(), *extra]
+    env = dict(os.environ, DGSAMP_DATA_CACHE=str(cache), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "tools/train.py", str(config), "--work-dir",
+                           str(work_dir), "--cfg-options", *opts], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return json.loads((work_dir / "results.json").read_text())["metrics"]
+
+
+def _assert_per_domain(metrics: dict, names: tuple[str, ...]) -> None:
+    for d in DOMAINS:
+        for n in names:
+            assert f"{d}/{n}" in metrics, sorted(metrics)
+    for n in names:
+        assert f"target/{n}" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["configs/det/faster_rcnn_r18_shapes_source_only.py",
+                                    "configs/det/retinanet_r18_shapes_source_only.py"])
+def test_det_source_only_per_domain_ap(config, shapes_cache, tmp_path):
+    metrics = train(config, tmp_path, shapes_cache)
+    _assert_per_domain(metrics, ("AP", "AP50"))
+
+
+@pytest.mark.slow
+def test_seg_source_only_per_domain_miou(shapes_cache, tmp_path):
+    metrics = train("configs/seg/segformer_r18_shapes_source_only.py", tmp_path, shapes_cache)
+    _assert_per_domain(metrics, ("mIoU",))
+
+
+MT_DET_OPTS = ("model.semi_train_cfg.burn_in_iters=2", "custom_hooks.0.burn_in_iters=2",
+               "model.semi_train_cfg.cls_pseudo_thr=0.05")
+MT_SEG_OPTS = ("model.burn_in_iters=2", "custom_hooks.0.burn_in_iters=2",
+               "model.pseudo_threshold=0.5")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["configs/det/faster_rcnn_r18_shapes_mean_teacher.py",
+                                    "configs/det/retinanet_r18_shapes_mean_teacher.py"])
+def test_det_mean_teacher_runs(config, shapes_cache, tmp_path):
+    metrics = train(config, tmp_path, shapes_cache, extra=MT_DET_OPTS)
+    _assert_per_domain(metrics, ("AP", "AP50"))
+    log = next(tmp_path.rglob("*.log")).read_text()
+    assert "unsup_loss" in log  # the pseudo-label branch ran after the burn-in
+
+
+@pytest.mark.slow
+def test_seg_classmix_runs(shapes_cache, tmp_path):
+    metrics = train("configs/seg/segformer_r18_shapes_classmix.py", tmp_path, shapes_cache,
+                    extra=MT_SEG_OPTS)
+    _assert_per_domain(metrics, ("mIoU",))
+    assert "mix.loss_ce" in next(tmp_path.rglob("*.log")).read_text()
+
+
+def _poisoned_copy(cache: Path, dst: Path) -> Path:
+    """Copy of the cache whose target-domain *training* labels are garbage or gone."""
+    shutil.copytree(cache, dst)
+    (root,) = list((dst / "shapes").iterdir())
+    for i, style in enumerate(TARGETS):
+        ann = root / style / "train.json"
+        if i == 0:
+            ann.unlink()
+            shutil.rmtree(root / style / "train" / "labels")
+        else:
+            ann.write_text("{poison")
+            for png in (root / style / "train" / "labels").glob("*.png"):
+                png.write_bytes(b"poison")
+    return dst
+
+
+def _final_state(work_dir: Path) -> dict:
+    ckpt = sorted(work_dir.glob("iter_*.pth"))[-1]
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config,opts", [
+    ("configs/det/faster_rcnn_r18_shapes_mean_teacher.py", MT_DET_OPTS),
+    ("configs/seg/segformer_r18_shapes_classmix.py", MT_SEG_OPTS)])
+def test_target_labels_never_read(config, opts, shapes_cache, tmp_path):
+    poisoned = _poisoned_copy(shapes_cache, tmp_path / "poisoned")
+    clean_metrics = train(config, tmp_path / "a", shapes_cache, extra=opts)
+    poison_metrics = train(config, tmp_path / "b", poisoned, extra=opts)
+    assert clean_metrics == poison_metrics
+    a, b = _final_state(tmp_path / "a"), _final_state(tmp_path / "b")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+HOOKS = """
+custom_hooks = [
+    {extra}
+    dict(type='CostHook'),
+    dict(type='SparseBackwardHook', method='ssprop', keep=0.5, include=['backbone'],
+         by_epoch=False),
+    dict(type='GradSampHook', schedule=dict(type='periodic', every=2, warmup=2), window=2),
+]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config,extra,opts", [
+    ("configs/det/faster_rcnn_r18_shapes_source_only.py", "", ()),
+    ("configs/seg/segformer_r18_shapes_source_only.py", "", ()),
+    ("configs/det/retinanet_r18_shapes_mean_teacher.py",
+     "dict(type='EMATeacherHook', momentum=0.01, burn_in_iters=2),", MT_DET_OPTS[::2]),
+    ("configs/seg/segformer_r18_shapes_classmix.py",
+     "dict(type='EMATeacherHook', momentum=0.01, burn_in_iters=2),", MT_SEG_OPTS[::2]),
+])
+def test_dgsamp_hooks_on_dense_models(config, extra, opts, shapes_cache, tmp_path):
+    cfg = tmp_path / "with_hooks.py"
+    cfg.write_text(f"_base_ = '{ROOT / config}'\n" + HOOKS.format(extra=extra))
+    metrics = train(cfg, tmp_path / "work", shapes_cache, iters=8, extra=opts)
+    assert metrics
+    _check_hook_outputs(tmp_path / "work")
+
+
+def _check_hook_outputs(work_dir: Path) -> None:
+    cost = json.loads((work_dir / "cost.json").read_text())
+    kinds = [r["kind"] for r in cost["epochs"]]
+    assert "skipped" in kinds and "trained" in kinds, kinds  # GradSamp skipped a window
+    assert cost["totals"]["flops"]["forward"]["value"] > 0
+    log = next(work_dir.rglob("*.log")).read_text()
+    assert "sparse_keep" in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["configs/det/faster_rcnn_mmdet_base_shapes.py",
+                                    "configs/seg/segformer_mmseg_base_shapes.py"])
+def test_inherited_mmdet_mmseg_configs_with_dgsamp_hooks(config, shapes_cache, tmp_path):
+    text = (ROOT / config).read_text()
+    assert "_base_ = 'mmdet::" in text or "_base_ = 'mmseg::" in text
+    metrics = train(config, tmp_path, shapes_cache, iters=8,
+                    extra=("custom_hooks.2.window=2",))
+    assert metrics
+    _check_hook_outputs(tmp_path)
