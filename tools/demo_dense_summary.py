@@ -1,0 +1,44 @@
+"""Summarise a dense demo: per-domain metric of source-only vs adapted runs, mean over seeds.
+
+    python tools/demo_dense_summary.py WORK_DIR METRIC   (METRIC: AP50 or mIoU)
+
+WORK_DIR holds ``<method>/seed<k>/results.json`` (written by tools/train.py).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def main(work_dir: str, metric: str) -> None:
+    root = Path(work_dir)
+    rows: dict[str, dict[str, list[float]]] = {}
+    for res in sorted(root.glob("*/seed*/results.json")):
+        method = res.parent.parent.name
+        metrics = json.loads(res.read_text())["metrics"]
+        for key, value in metrics.items():
+            domain, _, name = key.partition("/")
+            if name == metric:
+                rows.setdefault(method, {}).setdefault(domain, []).append(value)
+    if not rows:
+        raise SystemExit(f"no */seed*/results.json with {metric} under {work_dir}")
+    domains = list(next(iter(rows.values())))
+    print(f"{metric} (mean ± std over seeds; n = seeds)")
+    print("method".ljust(16) + "".join(f"{d:>18}" for d in domains))
+    for method, per in rows.items():
+        cells = []
+        for d in domains:
+            v = per.get(d, [])
+            sd = statistics.stdev(v) if len(v) > 1 else 0.0
+            cells.append(f"{statistics.mean(v):8.2f} ± {sd:4.2f} (n={len(v)})" if v else "-")
+        print(method.ljust(16) + "".join(f"{c:>18}" for c in cells))
+    for method, per in rows.items():
+        print(f"{method} {metric} per seed: " + json.dumps({d: [round(x, 2) for x in v]
+                                                           for d, v in per.items()}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
