@@ -158,3 +158,8 @@ class ShapesDetDataset(CheckedCocoDataset):
         if self.labeled:
             return super().load_data_list()
         return list_unlabeled_images(Path(self.data_root) / self.split / "images", ".png")
+
+    def filter_data(self) -> list[dict]:
+        if not self.labeled:  # nothing to filter (CocoDataset's filter needs the json)
+            return self.data_list
+        return super().filter_data()

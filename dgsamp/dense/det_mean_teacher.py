@@ -38,6 +38,12 @@ class MeanTeacherDetector(SemiBaseDetector):
                          semi_test_cfg=ConfigDict(semi_test_cfg or dict(predict_on="teacher")),
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
 
+    def train(self, mode: bool = True):
+        """The teacher predicts in eval mode always (BN statistics, dropout)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
     def in_burn_in(self) -> bool:
         it = MessageHub.get_current_instance().get_info("iter", 0) or 0
         return it < int(self.semi_train_cfg.get("burn_in_iters", 0))

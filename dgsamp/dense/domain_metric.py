@@ -22,9 +22,12 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmengine.registry import METRICS
 
-_RENAME = {"coco/bbox_mAP": ("AP", 100.0), "coco/bbox_mAP_50": ("AP50", 100.0),
-           "coco/segm_mAP": ("mask_AP", 100.0), "coco/segm_mAP_50": ("mask_AP50", 100.0),
-           "mIoU": ("mIoU", 1.0), "aAcc": ("aAcc", 1.0)}
+# CocoMetric.compute_metrics returns fractions under these names (its "coco/" prefix is added
+# later, by BaseMetric.evaluate); IoUMetric returns percentages.
+_RENAME = {"bbox_mAP": ("AP", 100.0), "bbox_mAP_50": ("AP50", 100.0),
+           "bbox_mAP_75": ("AP75", 100.0), "segm_mAP": ("mask_AP", 100.0),
+           "segm_mAP_50": ("mask_AP50", 100.0)}
+_DROP_PREFIXES = ("bbox_", "segm_")  # the other COCO numbers (size splits, copypaste strings)
 
 
 def format_domain_table(metrics: dict[str, float], domains: Sequence[str]) -> str:
@@ -121,7 +124,7 @@ class DomainMetric(BaseMetric):
                 continue
             for key, value in inner.compute_metrics(part).items():
                 name, scale = _RENAME.get(key, (key, 1.0))
-                if key.startswith("coco/") and key not in _RENAME:
+                if key not in _RENAME and key.startswith(_DROP_PREFIXES):
                     continue
                 try:
                     out[f"{domain}/{name}"] = float(value) * scale
