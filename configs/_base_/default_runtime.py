@@ -5,7 +5,7 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2,
+    checkpoint=dict(type='CheckpointHook', interval=5, max_keep_ckpts=2,
                     save_best='acc/train_domains', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )

@@ -4,7 +4,7 @@
 # model.model_kwargs.img_size=28 and a patch size that divides it).
 _base_ = [
     '../_base_/datasets/rotated_digits.py',
-    '../_base_/schedules/adam_20e.py',
+    '../_base_/schedules/adam_30e.py',
     '../_base_/default_runtime.py',
 ]
 model = dict(type='ERM', model_name='digits_cnn', num_classes={{_base_.num_classes}},
