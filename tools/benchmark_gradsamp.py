@@ -221,6 +221,9 @@ def to_markdown(meta: dict, summary: dict[str, dict], verdict: dict, test_key: s
              f"device {meta['device']}, torch {meta['torch']}, {meta['machine']}. "
              "Means over seeds; FLOPs = FlopCounterMode per-sample forward/backward of one real "
              "step × samples trained. Time = training wall time, validation excluded.", "",
+             f"Machine load at the end: {meta.get('load_average_at_end')} on "
+             f"{meta.get('cpu_count')} CPUs; on a shared machine wall times are only as good "
+             "as that load allows (compare dense with dense_equal_cost to judge).", "",
              "| run | epochs trained / skipped | test acc (± std) | Δ vs dense | train-dom acc "
              "| fwd GFLOPs | bwd GFLOPs | FLOP saving | train time s | time saving |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -313,7 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
                 config=args.config, model=base.model.get("model_name", str(base.model.type)),
                 device="cuda" if torch.cuda.is_available() else "cpu",
                 torch=torch.__version__, machine=platform.processor() or platform.machine(),
-                threads=torch.get_num_threads(),
+                threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+                load_average_at_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
                 targets=dict(flop_saving_pct=TARGET_FLOP_SAVING,
                              time_saving_pct=TARGET_TIME_SAVING, acc_gap=TARGET_ACC_GAP))
     os.makedirs(args.out_dir, exist_ok=True)
