@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -130,3 +131,20 @@ def test_foreign_pickle_still_refused(tmp_path):
     torch.save({"x": subprocess.Popen}, path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
+
+
+@pytest.mark.slow
+def test_dist_train_two_cpu_processes_with_gradsamp(tmp_path, main_config):
+    # tools/dist_train.sh on a CPU-only machine: gloo, CPU DDP wrapper, GradSamp skipping.
+    config = tmp_path / "gradsamp.py"
+    config.write_text(f"_base_ = [{main_config!r}]\n"
+                      "custom_hooks = [dict(type='GradSampHook', "
+                      "schedule=dict(type='periodic', every=2, warmup=2))]\n")
+    opts = tiny_options(tmp_path, epochs=4)  # epoch 3 skipped (never the last one)
+    env = {**os.environ, "PYTHON": sys.executable, "PORT": "29533"}
+    out = subprocess.run(["bash", str(ROOT / "tools/dist_train.sh"), str(config), "2", *opts],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert (tmp_path / "epoch_4.pth").is_file()
+    assert "skipped" in log.lower()

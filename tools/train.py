@@ -18,7 +18,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dgsamp  # noqa: E402, F401  (registers dgsamp's modules, checkpoint allow-list)
-from dgsamp.engine import check_config  # noqa: E402
+from dgsamp.engine import check_config, init_cpu_distributed  # noqa: E402
 from dgsamp.evaluation.report import print_metrics, write_results  # noqa: E402
 
 
@@ -66,6 +66,7 @@ def build_config(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     check_config(cfg)
+    init_cpu_distributed(cfg)
     return cfg
 
 

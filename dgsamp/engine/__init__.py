@@ -6,10 +6,12 @@ Each hook or loop module registers its class in mmengine's root registries on im
 from . import checkpoint_compat  # noqa: F401  (allow-lists mmengine checkpoint classes)
 from .config_check import check_config
 from .cost_hook import CostHook
+from .cpu_distributed import CPUDistributedDataParallel, init_cpu_distributed
 from .gradsamp_hook import GradSampHook
 from .loops import GradSampEpochBasedTrainLoop, GradSampIterBasedTrainLoop
 from .sparse_backward_hook import SparseBackwardHook
 from .swad_hook import SWADHook
 
-__all__ = ["CostHook", "GradSampEpochBasedTrainLoop", "GradSampHook",
-           "GradSampIterBasedTrainLoop", "SWADHook", "SparseBackwardHook", "check_config"]
+__all__ = ["CPUDistributedDataParallel", "CostHook", "GradSampEpochBasedTrainLoop", "GradSampHook",
+           "GradSampIterBasedTrainLoop", "SWADHook", "SparseBackwardHook", "check_config",
+           "init_cpu_distributed"]

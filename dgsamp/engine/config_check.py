@@ -20,7 +20,8 @@ RUNNER_KEYS = {
     "val_cfg", "test_cfg", "auto_scale_lr", "optim_wrapper", "param_scheduler", "val_evaluator",
     "test_evaluator", "default_hooks", "custom_hooks", "data_preprocessor", "load_from",
     "resume", "launcher", "env_cfg", "log_processor", "log_level", "visualizer", "default_scope",
-    "randomness", "experiment_name", "custom_imports", "vis_backends",
+    "randomness", "experiment_name", "custom_imports", "vis_backends", "model_wrapper_cfg",
+    "find_unused_parameters", "sync_bn", "runner_type", "strategy", "compile", "cfg",
 }
 
 
