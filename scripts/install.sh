@@ -38,7 +38,10 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+PIP=(pip_quiet "$VENV/bin/python" -m pip --disable-pip-version-check)
+# This machine's pip config lists local index folders that lack most packages; pip warns once
+# per package. Drop that noise, keep every other line.
+pip_quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 "${PIP[@]}" install -q --upgrade "pip<26" $BUILD_PINS
 # shellcheck disable=SC2086
 "${PIP[@]}" install -q $TORCH_PINS
