@@ -75,7 +75,7 @@ def test_classmix_loss_uses_only_source_labels_and_weights_pseudo_labels():
     from mmseg.structures import SegDataSample
     from mmseg.utils import register_all_modules
 
-    import dgsamp  # noqa: F401
+    import dgsamp.models.backbones  # noqa: F401  (registers TimmBackbone)
     from dgsamp.dense.seg_mean_teacher import ClassMixMeanTeacher
 
     register_all_modules(init_default_scope=True)

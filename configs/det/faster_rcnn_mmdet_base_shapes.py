@@ -3,7 +3,8 @@
 # schedule made iteration-based and short, and dgsamp's hooks added. The backbone starts from
 # scratch (mmdet's init_cfg would download torchvision weights; dgsamp never downloads).
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['dgsamp'], allow_failed_imports=False)
+custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.dense'],
+                      allow_failed_imports=False)
 shapes = dict(image_size=128, num_train=200, num_val=60, seed=0)
 all_domains = ['clean', 'fog', 'dark', 'texture']
 model = dict(backbone=dict(init_cfg=None),

@@ -3,7 +3,8 @@
 # validated), the schedule shortened and dgsamp's hooks added. The MiT backbone starts from
 # scratch (mmseg's init_cfg would download ImageNet weights; dgsamp never downloads).
 _base_ = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['dgsamp'], allow_failed_imports=False)
+custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.dense'],
+                      allow_failed_imports=False)
 shapes = dict(image_size=128, num_train=200, num_val=60, seed=0)
 all_domains = ['clean', 'fog', 'dark', 'texture']
 crop_size = (128, 128)

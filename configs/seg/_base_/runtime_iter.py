@@ -1,6 +1,7 @@
 # Iteration-based runtime for the small CPU runs on the embedded shapes benchmark.
 default_scope = 'mmseg'
-custom_imports = dict(imports=['dgsamp'], allow_failed_imports=False)
+custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.dense'],
+                      allow_failed_imports=False)
 max_iters = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
