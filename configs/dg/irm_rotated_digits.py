@@ -4,5 +4,5 @@
 # Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
 _base_ = ['./erm_rotated_digits.py']
 model = dict(type='IRM', penalty_weight=100.0, anneal_iters=100)
-# one minibatch of 13 per training domain per step (about ERM's batch of 64 in all)
-train_dataloader = dict(batch_size=13, batch_sampler=dict(type='DomainBalancedBatchSampler'))
+# one minibatch of 6 per training domain per step (about ERM's batch of 32 in all)
+train_dataloader = dict(batch_size=6, batch_sampler=dict(type='DomainBalancedBatchSampler'))
