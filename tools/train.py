@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = {k[len("val/"):]: float(v.current())
-               for k, v in runner.message_hub.log_scalars.items() if k.startswith("val/")}
+               for k, v in runner.message_hub.log_scalars.items()
+               if k.startswith("val/") and k not in ("val/time", "val/data_time")}
     if runner.rank == 0 and metrics:
         print_metrics(metrics, title=f"Final validation: {osp.basename(args.config)}")
         write_results(osp.join(cfg.work_dir, "results.json"), metrics, cfg)
