@@ -62,6 +62,10 @@ def load_run(run_dir: str, metric: str) -> dict | None:
     if cost is None:
         print(f"[compare] {run_dir}: no cost.json, left out", file=sys.stderr)
         return None
+    if not (cost.get("run") or {}).get("complete", True):
+        print(f"[compare] {run_dir}: cost.json incomplete (run still going or crashed), left out",
+              file=sys.stderr)
+        return None
     metrics, msrc = None, None
     m = cost.get("metrics") or {}
     for key in ("test", "val"):
