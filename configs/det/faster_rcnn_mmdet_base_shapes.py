@@ -16,6 +16,7 @@ train_pipeline = [
     dict(type='PackDetInputs')]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                           'scale_factor', 'instances'))]
 train_dataloader = dict(

@@ -17,6 +17,7 @@ train_pipeline = [
 # (one CocoMetric per domain inside DomainMetric, no ann_file needed).
 test_pipeline = [
     dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 128), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                                           'scale_factor', 'instances'))]
 train_dataloader = dict(
