@@ -162,3 +162,15 @@ def test_bad_scale(bad):
 def test_bad_mode():
     with pytest.raises(ValueError, match="mode"):
         dither(torch.randn(4), mode="median")
+
+
+def test_dithered_conv_followed_by_inplace_relu_trains():
+    # Regression: the gradient marker returned a view, and ReLU(inplace=True) after a dithered
+    # conv (as in DomainBed's digits CNN) failed in backward.
+    from dgsamp.methods import sparse_backward
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(inplace=True),
+                          nn.Conv2d(8, 4, 3), nn.ReLU(inplace=True))
+    with sparse_backward(model, method="dither"):
+        model(torch.randn(2, 1, 8, 8)).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

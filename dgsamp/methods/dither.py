@@ -134,7 +134,9 @@ class _DitherGradFn(torch.autograd.Function):
     def forward(ctx, y, opts, stats):
         ctx.opts = opts
         ctx.stats = stats
-        return y.view_as(y)
+        # A copy, not a view: the next layer may work in place (ReLU(inplace=True)), which
+        # autograd forbids on views produced by a custom Function.
+        return y.clone()
 
     @staticmethod
     def backward(ctx, dy):
