@@ -1,7 +1,8 @@
 # Mean-teacher adaptation, Faster R-CNN (timm resnet18): source 'clean' labeled, targets
 # fog/dark/texture unlabeled. burn_in_iters of source-only training (teacher == student), then
 # EMA teacher, pseudo-labels with score >= cls_pseudo_thr on weak views, student on strong
-# views. Same number of labeled images per step as the source-only config (4).
+# views. Same number of labeled images per step as the source-only config (4), plus one
+# unlabeled image of each target style.
 _base_ = ['_base_/faster_rcnn_timm_r18.py', '_base_/runtime_iter.py',
           '_base_/shapes_mean_teacher_det.py']
 burn_in_iters = 500

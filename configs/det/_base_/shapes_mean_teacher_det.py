@@ -1,7 +1,7 @@
 # Mean-teacher adaptation data on the shapes benchmark: labeled 'clean' images (sup branch)
-# and unlabeled fog/dark/texture images (weak view -> teacher, strong view -> student), half of
-# each batch each. Unlabeled sets are built with labeled=False: their annotations are never
-# read. Use with a detector base config and _base_/runtime_iter.py.
+# and unlabeled fog/dark/texture images (weak view -> teacher, strong view -> student).
+# Unlabeled sets are built with labeled=False: their annotations are never read.
+# Use with a detector base config and _base_/runtime_iter.py.
 _base_ = ['shapes_detection.py']
 shapes = _base_.shapes
 color_space = _base_.color_space
@@ -33,10 +33,12 @@ unsup_pipeline = [
          unsup_student=strong_pipeline)]
 labeled_dataset = dict(type='ShapesDetDataset', domain='clean', split='train', shapes=shapes,
                        filter_cfg=dict(filter_empty_gt=True), pipeline=sup_pipeline)
-unlabeled_dataset = dict(type='ConcatDataset', datasets=[
+# one unlabeled data set per target style, flat (mmdet's ConcatDataset refuses nesting): each
+# batch holds 4 labeled source images and one unlabeled image of each target style.
+unlabeled_datasets = [
     dict(type='ShapesDetDataset', domain=d, split='train', labeled=False, shapes=shapes,
-         pipeline=unsup_pipeline) for d in target_domains])
+         pipeline=unsup_pipeline) for d in target_domains]
 train_dataloader = dict(
-    _delete_=True, batch_size=8, num_workers=0, persistent_workers=False,
-    sampler=dict(type='GroupMultiSourceSampler', batch_size=8, source_ratio=[1, 1]),
-    dataset=dict(type='ConcatDataset', datasets=[labeled_dataset, unlabeled_dataset]))
+    _delete_=True, batch_size=7, num_workers=0, persistent_workers=False,
+    sampler=dict(type='MultiSourceSampler', batch_size=7, source_ratio=[4, 1, 1, 1]),
+    dataset=dict(type='ConcatDataset', datasets=[labeled_dataset] + unlabeled_datasets))
