@@ -122,7 +122,11 @@ class DomainMetric(BaseMetric):
             part = [r for d, r in results if d == domain]
             if not part:
                 continue
-            for key, value in inner.compute_metrics(part).items():
+            computed = inner.compute_metrics(part)
+            if not computed and "bbox" in getattr(inner, "metrics", ()):
+                # CocoMetric returns {} when a domain has no detection at all: that is AP 0
+                computed = {"bbox_mAP": 0.0, "bbox_mAP_50": 0.0, "bbox_mAP_75": 0.0}
+            for key, value in computed.items():
                 name, scale = _RENAME.get(key, (key, 1.0))
                 if key not in _RENAME and key.startswith(_DROP_PREFIXES):
                     continue
