@@ -221,3 +221,34 @@ def test_domain_metric_routes_by_path_and_tables():
     assert out == {"clean/mIoU": 1.0, "fog/mIoU": 7.0, "source/mIoU": 1.0, "target/mIoU": 7.0}
     with pytest.raises(ValueError, match="exactly"):
         m.process(None, [dict(img_path="/r/dark/1.png", v=1.0)])
+
+
+def test_domain_metric_with_coco_metric_perfect_and_empty_domains():
+    """Perfect boxes on one domain give AP 100, no detections on another give AP 0."""
+    import torch
+    from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
+
+    from dgsamp.dense.domain_metric import DomainMetric
+
+    register_all_modules()
+
+    def sample(domain, i, boxes, predict):
+        inst = [dict(bbox=b, bbox_label=0, ignore_flag=0) for b in boxes]
+        pred = dict(bboxes=torch.tensor(boxes if predict else [], dtype=torch.float32
+                                        ).reshape(-1, 4),
+                    scores=torch.ones(len(boxes) if predict else 0),
+                    labels=torch.zeros(len(boxes) if predict else 0, dtype=torch.long))
+        return dict(img_path=f"/r/{domain}/val/images/{i}.png", img_id=i, ori_shape=(64, 64),
+                    instances=inst, pred_instances=pred)
+
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        m = DomainMetric(metric=dict(type="CocoMetric", metric="bbox"),
+                         domains=["clean", "dark"], source_domains=["clean"])
+    m.dataset_meta = dict(classes=("circle", "square"))
+    boxes = [[2.0, 3.0, 20.0, 30.0], [30.0, 30.0, 50.0, 60.0]]
+    m.process(None, [sample("clean", 0, boxes, True), sample("clean", 1, boxes[:1], True),
+                     sample("dark", 0, boxes, False)])
+    out = m.evaluate(3)
+    assert out["clean/AP50"] == pytest.approx(100.0) and out["clean/AP"] == pytest.approx(100.0)
+    assert out["dark/AP50"] == 0.0 and out["target/AP50"] == 0.0
