@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -196,3 +197,18 @@ def test_repatch_other_method_rejected():
     patch(m, "ssprop", keep=0.2)  # same method: settings update
     assert m.neck.keep == 0.2
     unpatch(m)
+
+
+def test_pattern_matches_nested_module_names():
+    # mmdet's semi-supervised wrappers nest the detector: 'backbone' must find
+    # 'student.backbone' and 'teacher.backbone' as an mmdet user would expect.
+    from dgsamp.methods import patch, unpatch
+
+    det = nn.Module()
+    det.backbone = nn.Sequential(nn.Conv2d(3, 4, 3))
+    det.head = nn.Conv2d(4, 2, 1)
+    wrapper = nn.Module()
+    wrapper.student, wrapper.teacher = det, copy.deepcopy(det)
+    names = patch(wrapper, "ssprop", keep=0.5, include=["backbone"])
+    assert sorted(names) == ["student.backbone.0", "teacher.backbone.0"]
+    unpatch(wrapper)

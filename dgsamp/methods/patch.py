@@ -9,7 +9,9 @@ and unpatched models alike, optimizers keep working, and forward outputs are ide
 
 Selection: ``include``/``exclude`` are patterns on ``named_modules()`` names. A pattern selects a
 module and its whole subtree; it is an fnmatch pattern (``'backbone'``, ``'layer[34]'``,
-``'*.fc?'``) or, prefixed ``'re:'``, a regular expression searched in the name. ``types`` picks
+``'*.fc?'``) matched against the full name or any dotted tail of it, so ``'backbone'`` also
+selects ``student.backbone`` and ``teacher.backbone`` inside a mean-teacher wrapper; or, prefixed
+``'re:'``, a regular expression searched in the name. ``types`` picks
 among the supported layer types (``'Conv2d'``, ``'Linear'``; default both).
 
 Supported: ``nn.Conv2d`` and ``nn.Linear`` and their subclasses that keep the stock forward.
@@ -85,7 +87,13 @@ def _matcher(pattern: str):
         except re.error as e:
             raise ValueError(f"bad regular expression in pattern {pattern!r}: {e}") from None
         return lambda name: rx.search(name) is not None
-    return lambda name: fnmatch.fnmatchcase(name, pattern)
+    return lambda name: any(fnmatch.fnmatchcase(tail, pattern) for tail in _dotted_tails(name))
+
+
+def _dotted_tails(name: str) -> list[str]:
+    """'student.backbone.layer1' -> the name itself, 'backbone.layer1', 'layer1'."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(len(parts))]
 
 
 def _in_subtree(name: str, matched_roots: set[str]) -> bool:
