@@ -3,23 +3,24 @@
 # Faster R-CNN (timm resnet18, from scratch) trained source-only on the 'clean' style vs mean-
 # teacher adaptation to the unlabeled fog/dark/texture styles, same number of iterations and the
 # same 4 labeled images per step; AP50 per domain (target = mean of the three targets).
-#   SEEDS="0 1 2" ITERS=600 BURN=300 tools/demo_det.sh
+#   SEEDS="0 1 2" ITERS=300 BURN=150 tools/demo_det.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-0}
-ITERS=${ITERS:-600}
-BURN=${BURN:-300}
+ITERS=${ITERS:-300}
+BURN=${BURN:-150}
+BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet18, ~1.7x faster
 OUT=${OUT:-work_dirs/demo_det}
 common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
         default_hooks.checkpoint.interval="$ITERS")
 for seed in $SEEDS; do
   "$PY" tools/train.py configs/det/faster_rcnn_r18_shapes_source_only.py \
     --work-dir "$OUT/source_only/seed$seed" \
-    --cfg-options randomness.seed="$seed" "${common[@]}"
+    --cfg-options randomness.seed="$seed" "${common[@]}" model.backbone.model_name="$BACKBONE"
   "$PY" tools/train.py configs/det/faster_rcnn_r18_shapes_mean_teacher.py \
     --work-dir "$OUT/mean_teacher/seed$seed" \
-    --cfg-options randomness.seed="$seed" "${common[@]}" \
+    --cfg-options randomness.seed="$seed" "${common[@]}" model.detector.backbone.model_name="$BACKBONE" \
     model.semi_train_cfg.burn_in_iters="$BURN" custom_hooks.0.burn_in_iters="$BURN"
 done
 "$PY" tools/demo_dense_summary.py "$OUT" AP50
