@@ -28,6 +28,8 @@ from mmseg.registry import MODELS as SEG_MODELS
 assert DET_MODELS.get('ERM') is MODELS.get('ERM')
 assert SEG_MODELS.get('ERM') is MODELS.get('ERM')
 assert DET_METRICS.get('DomainAccuracy') is METRICS.get('DomainAccuracy')
+assert DET_MODELS.get('TimmBackbone') is not None and SEG_MODELS.get('TimmBackbone') is not None
+assert DET_METRICS.get('DomainMetric') is not None
 print('ok')
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

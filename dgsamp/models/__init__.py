@@ -2,6 +2,7 @@
 
 from . import (
     algorithms,  # noqa: F401  (registers DANN, CORAL, MixStyle, ... in MODELS)
+    backbones,  # noqa: F401  (registers TimmBackbone for mmdet/mmseg configs)
     digits_cnn,  # noqa: F401  (registers 'digits_cnn' with timm)
 )
 from .classifier import DomainClassifier
