@@ -2,6 +2,7 @@
 # sklearn's digits): label = digit < 5 with 25% label noise, colour agrees with the label 90%,
 # 80% and 10% of the time. Train on two, test on the held-out one; the colour shortcut makes
 # '-90%' the hard domain for ERM.
+_base_ = ['./embedded_loaders.py']
 test_domains = ['-90%']
 dataset_type = 'ColoredDigits'
 data_seed = 0
@@ -12,16 +13,6 @@ num_domains = 3
 
 _data = dict(type=dataset_type, test_domains=test_domains, seed=data_seed,
              image_size=image_size, split_seed=0)
-train_dataloader = dict(
-    batch_size=64, num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(**_data, part='train'))
-val_dataloader = dict(
-    batch_size=256, num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(**_data, part='eval'))
+train_dataloader = dict(batch_size=64, dataset=_data)
+val_dataloader = dict(dataset=_data)
 test_dataloader = val_dataloader
-val_evaluator = dict(type='DomainAccuracy')
-test_evaluator = val_evaluator
