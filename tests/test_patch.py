@@ -212,3 +212,50 @@ def test_pattern_matches_nested_module_names():
     names = patch(wrapper, "ssprop", keep=0.5, include=["backbone"])
     assert sorted(names) == ["student.backbone.0", "teacher.backbone.0"]
     unpatch(wrapper)
+
+
+class TimmStyleNet(nn.Module):
+    """timm's convention: ``get_classifier()`` names the prediction layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten())
+        self.fc = nn.Linear(8, 10)
+
+    def get_classifier(self):
+        return self.fc
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+def test_output_layers_stay_dense_by_default():
+    from dgsamp.methods import output_layers
+
+    m = TimmStyleNet()
+    assert output_layers(m) == ["fc"]
+    assert patch(m, "ssprop", keep=0.2) == ["features.0"]
+    x = torch.randn(4, 3, 6, 6)
+    m(x).sum().backward()
+    # the head got a full (dense) gradient: all 10 class rows, not k = 2 of them
+    assert int((m.fc.weight.grad.abs().sum(1) > 0).sum()) == 10
+    unpatch(m)
+    assert patch(m, "dither", dense_output=False) == ["features.0", "fc"]
+    unpatch(m)
+    with pytest.raises(ValueError, match="dense_output=False"):
+        patch(m, "ssprop", keep=0.5, include="fc")
+
+
+def test_mm_prediction_layers_found_by_name():
+    from dgsamp.methods import output_layers
+
+    head = nn.Module()
+    head.convs = nn.Conv2d(4, 4, 3)
+    head.conv_seg = nn.Conv2d(4, 3, 1)
+    roi = nn.Module()
+    roi.fc_cls, roi.fc_reg, roi.shared_fc = nn.Linear(4, 3), nn.Linear(4, 8), nn.Linear(4, 4)
+    seg = nn.Module()
+    seg.decode_head, seg.roi_head = head, roi
+    assert output_layers(seg) == ["decode_head.conv_seg", "roi_head.fc_cls", "roi_head.fc_reg"]
+    assert patch(seg, "ssprop", keep=0.5) == ["decode_head.convs", "roi_head.shared_fc"]

@@ -34,6 +34,7 @@ from ..methods.keep_schedules import build_keep_schedule
 from ..methods.patch import (
     DEFAULT_KEEP,
     SPARSE_METHODS,
+    output_layers,
     patch,
     patched_modules,
     set_sparsity,
@@ -57,6 +58,7 @@ class SparseBackwardHook(Hook):
         schedule: a keep schedule config (see ``dgsamp.methods.keep_schedules``); default
             ``dict(type='constant')``. Ramps default ``total`` to max_epochs / max_iters.
         include, exclude, types: layer selection (see ``dgsamp.methods.patch``).
+        dense_output: keep the output (prediction) layers dense (default True).
         by_epoch: step the schedule per epoch (True) or per iteration (False).
         stats_interval: measure and log the gradient sparsity every n iterations.
         **options: passed to the patched layers (ssprop: select, group_select, only_weight,
@@ -108,9 +110,11 @@ class SparseBackwardHook(Hook):
         kw = {"keep": self.keep} if self.method == "ssprop" else {"scale": self.scale}
         self.patched = patch(self._model, self.method, include=self.include,
                              exclude=self.exclude, types=self.types, **kw, **self.options)
+        dense = output_layers(self._model) if self.options.get("dense_output", True) else []
         runner.logger.info(
             f"SparseBackwardHook: {self.method} on {len(self.patched)} layers, schedule "
-            f"{self.schedule!r} per {'epoch' if self.by_epoch else 'iteration'}")
+            f"{self.schedule!r} per {'epoch' if self.by_epoch else 'iteration'}"
+            + (f"; output layers kept dense: {', '.join(dense)}" if dense else ""))
         self._apply(runner.epoch if self.by_epoch else runner.iter)
 
     def after_train(self, runner) -> None:

@@ -18,6 +18,7 @@ from .keep_schedules import (
 )
 from .patch import (
     SPARSE_METHODS,
+    output_layers,
     patch,
     patched_modules,
     set_sparsity,
@@ -45,6 +46,7 @@ __all__ = [
     "dither_grad",
     "dither_linear",
     "dither_quantize",
+    "output_layers",
     "patch",
     "patched_modules",
     "select_channels",

@@ -14,6 +14,13 @@ selects ``student.backbone`` and ``teacher.backbone`` inside a mean-teacher wrap
 ``'re:'``, a regular expression searched in the name. ``types`` picks
 among the supported layer types (``'Conv2d'``, ``'Linear'``; default both).
 
+Output layers stay dense by default (``dense_output=True``): the layer that produces the logits,
+boxes or segmentation scores receives the loss gradient itself and has few output channels (10
+classes: ssProp at keep 0.2 would update 2 of them per step; dither would quantize the loss
+gradient to a few ±Δ values), while its backward costs next to nothing. Output layers are found
+by convention (:func:`output_layers`): timm's ``get_classifier()`` (every timm model and dgsamp's
+classifiers) and the prediction layers of mmdet/mmseg heads by name (``fc_cls``, ``conv_seg``...).
+
 Supported: ``nn.Conv2d`` and ``nn.Linear`` and their subclasses that keep the stock forward.
 Skipped, with one warning listing them: other convolutions (1d/3d/transposed), subclasses with a
 custom forward (e.g. timm's ``Conv2dSame``), lazy layers, and the ``out_proj`` of
@@ -39,7 +46,9 @@ from .dither import DEFAULT_SCALE, DitherConv2d, DitherLinear, check_scale
 from .ssprop import SsPropConv2d, SsPropLinear, check_keep
 
 __all__ = [
+    "OUTPUT_LAYER_NAMES",
     "SPARSE_METHODS",
+    "output_layers",
     "patch",
     "patched_modules",
     "set_sparsity",
@@ -59,6 +68,10 @@ _BASES = {
 _TYPE_NAMES = {"conv2d": nn.Conv2d, "linear": nn.Linear}
 _DYNAMIC: dict[tuple[str, type], type] = {}
 _MAX_LISTED = 40
+# Prediction layers of mmdet / mmseg heads (last name component): BBoxHead, AnchorHead/FCOS,
+# RPNHead, RetinaHead, FCNMaskHead, mmseg's BaseDecodeHead.
+OUTPUT_LAYER_NAMES = ("fc_cls", "fc_reg", "conv_cls", "conv_reg", "conv_centerness", "rpn_cls",
+                      "rpn_reg", "retina_cls", "retina_reg", "conv_logits", "conv_seg")
 
 
 def _truncated(names: Sequence[str], limit: int = _MAX_LISTED) -> str:
@@ -153,8 +166,29 @@ def _patched_class(method: str, orig: type, base: type) -> type:
     return _DYNAMIC[key]
 
 
+def output_layers(model: nn.Module) -> list[str]:
+    """Names of ``model``'s prediction layers (and their submodules): what any submodule's
+    ``get_classifier()`` returns (timm's convention), and modules named like an mmdet/mmseg
+    prediction layer (:data:`OUTPUT_LAYER_NAMES`)."""
+    heads: set[int] = set()
+    for mod in model.modules():
+        get = getattr(mod, "get_classifier", None)
+        if not callable(get):
+            continue
+        try:
+            found = get()
+        except (TypeError, NotImplementedError, AttributeError):
+            continue
+        for head in found if isinstance(found, (tuple, list)) else (found,):
+            if isinstance(head, nn.Module):
+                heads |= {id(m) for m in head.modules()}
+    return [n for n, m in model.named_modules()
+            if n and (id(m) in heads or n.rsplit(".", 1)[-1] in OUTPUT_LAYER_NAMES)]
+
+
 def _select(model: nn.Module, include: list[str], exclude: list[str],
-            types: tuple[type, ...]) -> tuple[list[tuple[str, nn.Module, type]], list[str]]:
+            types: tuple[type, ...], dense_output: bool = True,
+            ) -> tuple[list[tuple[str, nn.Module, type]], list[str]]:
     names = [n for n, _ in model.named_modules()]
     if include:
         roots: set[str] = set()
@@ -172,6 +206,8 @@ def _select(model: nn.Module, include: list[str], exclude: list[str],
     for pat in exclude:
         m = _matcher(pat)
         ex_roots |= {n for n in names if m(n)}
+    if dense_output:
+        ex_roots |= set(output_layers(model))
     mha_children = {
         f"{n}.{c}" if n else c
         for n, mod in model.named_modules() if isinstance(mod, nn.MultiheadAttention)
@@ -199,10 +235,12 @@ def patch(
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     types: Any = None,
+    dense_output: bool = True,
     **options: Any,
 ) -> list[str]:
     """Make the selected Conv2d/Linear layers of ``model`` sparse-backward, in place.
 
+    ``dense_output`` (default True) leaves the output layers (:func:`output_layers`) dense.
     ``method='ssprop'`` takes ``keep`` (default 0.5) and the options of ``SsPropConv2d``
     (``select``, ``group_select``, ``only_weight``, ``rescale``, ``generator``);
     ``method='dither'`` takes ``scale`` (default 8) and ``mode``, ``generator``,
@@ -219,13 +257,16 @@ def patch(
         if keep is not None:
             raise ValueError("keep is the ssprop knob; dither takes scale (s > 0)")
         kw = {"scale": check_scale(DEFAULT_SCALE if scale is None else scale), **options}
-    chosen, skipped = _select(model, _as_list(include), _as_list(exclude), _resolve_types(types))
+    chosen, skipped = _select(model, _as_list(include), _as_list(exclude), _resolve_types(types),
+                              dense_output=bool(dense_output))
     if skipped:
         warnings.warn(f"sparse_backward({method}): skipped {len(skipped)} layer(s) of types it "
                       f"cannot handle: {_truncated(skipped)}", UserWarning, stacklevel=2)
     if not chosen:
+        hint = (" (output layers stay dense unless dense_output=False)"
+                if dense_output and output_layers(model) else "")
         raise ValueError(f"sparse_backward({method}): no Conv2d/Linear layer selected "
-                         f"(include={include!r}, exclude={exclude!r}, types={types!r})")
+                         f"(include={include!r}, exclude={exclude!r}, types={types!r}){hint}")
     # validate options once on a throw-away instance before touching the model
     probe_base = chosen[0][2]
     probe = _BASES[(method, probe_base)].__new__(_BASES[(method, probe_base)])
@@ -328,6 +369,7 @@ def sparse_backward(
     include: str | Iterable[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     types: Any = None,
+    dense_output: bool = True,
     **options: Any,
 ) -> Iterator[list[str]]:
     """``with sparse_backward(model, method='ssprop', keep=0.5): loss.backward()``.
@@ -337,7 +379,7 @@ def sparse_backward(
     """
     before = set(patched_modules(model))
     names = patch(model, method, keep=keep, scale=scale, include=include, exclude=exclude,
-                  types=types, **options)
+                  types=types, dense_output=dense_output, **options)
     try:
         yield names
     finally:

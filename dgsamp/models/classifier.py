@@ -37,6 +37,10 @@ class DomainClassifier(BaseModel):
         self.num_classes = num_classes
         self.classifier = nn.Linear(self.featurizer.num_features, num_classes)
 
+    def get_classifier(self) -> nn.Module:
+        """The prediction layer (timm's convention; sparse backward keeps it dense)."""
+        return self.classifier
+
     # -- the pieces algorithms combine -----------------------------------------------------------
     def extract_feat(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.featurizer(inputs)
