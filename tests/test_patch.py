@@ -259,3 +259,13 @@ def test_mm_prediction_layers_found_by_name():
     seg.decode_head, seg.roi_head = head, roi
     assert output_layers(seg) == ["decode_head.conv_seg", "roi_head.fc_cls", "roi_head.fc_reg"]
     assert patch(seg, "ssprop", keep=0.5) == ["decode_head.convs", "roi_head.shared_fc"]
+
+
+def test_dgsamp_classifier_head_stays_dense():
+    import dgsamp.models  # noqa: F401  (registers digits_cnn with timm)
+    from dgsamp.models.classifier import DomainClassifier
+
+    m = DomainClassifier("digits_cnn", num_classes=10, in_chans=1)
+    names = patch(m, "ssprop", keep=0.2)
+    assert "classifier" not in names and len(names) == 4  # the four convs
+    unpatch(m)
