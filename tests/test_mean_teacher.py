@@ -70,6 +70,49 @@ def _tiny_segmentor():
         train_cfg=dict(), test_cfg=dict(mode="whole"))
 
 
+def _pseudo_sample(scores):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    s = DetDataSample()
+    n = len(scores)
+    s.gt_instances = InstanceData(bboxes=torch.tensor([[0.0, 0.0, 8.0, 8.0]] * n).reshape(n, 4),
+                                  labels=torch.zeros(n, dtype=torch.long),
+                                  scores=torch.tensor(scores, dtype=torch.float))
+    return s
+
+
+@pytest.mark.parametrize("skip, expected_images", [(True, [1, 3]), (False, [0, 1, 2, 3])])
+def test_det_mean_teacher_skips_images_without_pseudo_boxes(skip, expected_images):
+    """An unlabeled image with no pseudo-box above the threshold is left out of the student's
+    loss (it would otherwise train as pure background); with none left, weight 0."""
+    from mmengine.config import ConfigDict
+
+    from dgsamp.dense.det_mean_teacher import MeanTeacherDetector
+
+    seen = {}
+
+    class Student(nn.Module):
+        def loss(self, inputs, samples):
+            seen["images"] = inputs[:, 0, 0, 0].long().tolist()
+            seen["boxes"] = [len(s.gt_instances) for s in samples]
+            return dict(loss_cls=inputs.sum() * 0 + 1.0)
+
+    mt = MeanTeacherDetector.__new__(MeanTeacherDetector)
+    nn.Module.__init__(mt)
+    mt.student = Student()
+    mt.semi_train_cfg = ConfigDict(cls_pseudo_thr=0.5, unsup_weight=2.0, skip_empty_pseudo=skip)
+    inputs = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 4, 4).contiguous()
+    samples = [_pseudo_sample([0.2]), _pseudo_sample([0.9, 0.1]), _pseudo_sample([]),
+               _pseudo_sample([0.6])]
+    losses = mt.loss_by_pseudo_instances(inputs, samples)
+    assert seen["images"] == expected_images
+    assert float(losses["unsup_loss_cls"]) == 2.0
+    empty = [_pseudo_sample([0.1]), _pseudo_sample([])]
+    losses = mt.loss_by_pseudo_instances(inputs[:2], empty)
+    assert seen["images"] == [0, 1] and float(losses["unsup_loss_cls"]) == 0.0
+
+
 def test_classmix_loss_uses_only_source_labels_and_weights_pseudo_labels():
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
