@@ -14,10 +14,10 @@ teacher in one run.
 
 Also added: ``skip_empty_pseudo`` (default True). mmdet trains every unlabeled image on its
 pseudo-labels, so an image where the teacher is confident about nothing is trained as pure
-background. Under domain shift those are the images of the styles the teacher knows least, and the
-student learns to detect nothing there (measured on the shapes benchmark: fog AP50 43.5 with
-source-only training, ~2 with mean teacher; docs/dense.md). With the option on, such images are
-left out of the unsupervised loss instead.
+background; under domain shift those are the images of the styles the teacher knows least. With
+the option on, such images are left out of the unsupervised loss instead. On the 300-iteration
+shapes demo it changed little (seed 0, threshold 0.5: target AP50 20.3 with it, 19.9 without);
+the fog style collapses either way (docs/dense.md).
 """
 
 from __future__ import annotations
