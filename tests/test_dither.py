@@ -174,3 +174,21 @@ def test_dithered_conv_followed_by_inplace_relu_trains():
     with sparse_backward(model, method="dither"):
         model(torch.randn(2, 1, 8, 8)).sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_inplace_relu_after_dithered_conv_sees_the_same_gradient():
+    """The dither hook must receive dL/dy of the conv output itself: an in-place ReLU after it
+    gives exactly the gradients of an out-of-place one (same dither draws)."""
+    grads = []
+    for inplace in (False, True):
+        torch.manual_seed(0)
+        conv = nn.Conv2d(2, 6, 3, padding=1).double()
+        x = torch.randn(3, 2, 6, 6, dtype=torch.float64)
+        g = torch.Generator().manual_seed(7)
+        y = dither_grad(conv(x), scale=2.0, generator=g)
+        out = torch.relu_(y) if inplace else torch.relu(y)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view_as(out)).sum() \
+            .backward()
+        grads.append(conv.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], atol=0, rtol=0)
