@@ -462,16 +462,17 @@ def write_markdown(result, path):
                   f"median {100 * s['dither_step_overhead_median']:+.1f}% over the models and "
                   f"resolutions."]
     lines += [""]
-    lines += ["## Per layer (backward)", "",
-              "| net | layer | shape | variant | bwd ms | speedup | FLOPs ratio | peak MiB "
-              "| zeros |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in result["layers"]:
-        for v, d in r["variants"].items():
-            lines.append(
-                f"| {r['net']} | {r['layer']} | {r['shape']} | {v} | {d['median_ms']:.2f} | "
-                f"{_fmt(d['speedup_vs_dense'])} | {d['flops_ratio']:.3f} | "
-                f"{d['peak_bwd_bytes'] / 2**20:.1f} | "
-                f"{_fmt(d.get('zero_fraction'), 3)} |")
+    if result["layers"]:
+        lines += ["## Per layer (backward)", "",
+                  "| net | layer | shape | variant | bwd ms | speedup | FLOPs ratio | peak MiB "
+                  "| zeros |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in result["layers"]:
+            for v, d in r["variants"].items():
+                lines.append(
+                    f"| {r['net']} | {r['layer']} | {r['shape']} | {v} | {d['median_ms']:.2f} | "
+                    f"{_fmt(d['speedup_vs_dense'])} | {d['flops_ratio']:.3f} | "
+                    f"{d['peak_bwd_bytes'] / 2**20:.1f} | "
+                    f"{_fmt(d.get('zero_fraction'), 3)} |")
     lines += ["", "## Whole train step (forward + backward + SGD step)", "",
               "| model | res | batch | variant | layers | step ms | step speedup | bwd ms | "
               "bwd speedup | bwd FLOPs ratio | peak bwd MiB | dither zeros |",
