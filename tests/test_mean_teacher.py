@@ -113,6 +113,24 @@ def test_det_mean_teacher_skips_images_without_pseudo_boxes(skip, expected_image
     assert seen["images"] == [0, 1] and float(losses["unsup_loss_cls"]) == 0.0
 
 
+def test_frozen_bn_stats_keeps_running_statistics():
+    from dgsamp.dense.det_mean_teacher import frozen_bn_stats
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.BatchNorm2d(4, momentum=None))
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    x = torch.randn(6, 3, 5, 5) * 3 + 2
+    with frozen_bn_stats(net):
+        y = net(x)
+    after = {k: v for k, v in net.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [m.momentum for m in net.modules() if isinstance(m, nn.BatchNorm2d)] == [0.1, None]
+    # still normalized with the batch's own statistics (train mode), unlike eval mode
+    assert abs(float(y.mean())) < 1e-5
+    net(x)  # outside the block the statistics move again
+    assert not torch.equal(before["1.running_mean"], net.state_dict()["1.running_mean"])
+
+
 def test_classmix_loss_uses_only_source_labels_and_weights_pseudo_labels():
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
