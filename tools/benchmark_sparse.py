@@ -383,6 +383,12 @@ def _fmt(v, nd=2):
     return "—" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
 
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    """Markdown table lines: header, separator, one line per row."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
 def summarize(result) -> dict:
     r18 = [r for r in result["layers"] if r["net"] == "resnet18"]
     s = {}
@@ -463,28 +469,21 @@ def write_markdown(result, path):
                   f"resolutions."]
     lines += [""]
     if result["layers"]:
-        lines += ["## Per layer (backward)", "",
-                  "| net | layer | shape | variant | bwd ms | speedup | FLOPs ratio | peak MiB "
-                  "| zeros |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in result["layers"]:
-            for v, d in r["variants"].items():
-                lines.append(
-                    f"| {r['net']} | {r['layer']} | {r['shape']} | {v} | {d['median_ms']:.2f} | "
-                    f"{_fmt(d['speedup_vs_dense'])} | {d['flops_ratio']:.3f} | "
-                    f"{d['peak_bwd_bytes'] / 2**20:.1f} | "
-                    f"{_fmt(d.get('zero_fraction'), 3)} |")
-    lines += ["", "## Whole train step (forward + backward + SGD step)", "",
-              "| model | res | batch | variant | layers | step ms | step speedup | bwd ms | "
-              "bwd speedup | bwd FLOPs ratio | peak bwd MiB | dither zeros |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["steps"]:
-        for v, d in r["variants"].items():
-            lines.append(
-                f"| {r['model']} | {r['res']} | {r['batch']} | {v} | {d['patched_layers']} | "
-                f"{d['step_median_ms']:.1f} | {_fmt(d['step_speedup'])} | "
-                f"{d['bwd_median_ms']:.1f} | {_fmt(d['bwd_speedup'])} | "
-                f"{d['flops_ratio']:.3f} | {d['peak_bwd_bytes'] / 2**20:.1f} | "
-                f"{_fmt(d.get('zero_fraction'), 3)} |")
+        lines += ["## Per layer (backward)", ""] + _md_table(
+            ["net", "layer", "shape", "variant", "bwd ms", "speedup", "FLOPs ratio", "peak MiB",
+             "zeros"],
+            [[r["net"], r["layer"], r["shape"], v, f"{d['median_ms']:.2f}",
+              _fmt(d["speedup_vs_dense"]), f"{d['flops_ratio']:.3f}",
+              f"{d['peak_bwd_bytes'] / 2**20:.1f}", _fmt(d.get("zero_fraction"), 3)]
+             for r in result["layers"] for v, d in r["variants"].items()])
+    lines += ["", "## Whole train step (forward + backward + SGD step)", ""] + _md_table(
+        ["model", "res", "batch", "variant", "layers", "step ms", "step speedup", "bwd ms",
+         "bwd speedup", "bwd FLOPs ratio", "peak bwd MiB", "dither zeros"],
+        [[r["model"], r["res"], r["batch"], v, d["patched_layers"], f"{d['step_median_ms']:.1f}",
+          _fmt(d["step_speedup"]), f"{d['bwd_median_ms']:.1f}", _fmt(d["bwd_speedup"]),
+          f"{d['flops_ratio']:.3f}", f"{d['peak_bwd_bytes'] / 2**20:.1f}",
+          _fmt(d.get("zero_fraction"), 3)]
+         for r in result["steps"] for v, d in r["variants"].items()])
     lines += ["", "Dither runs dense kernels: its FLOPs ratio is 1; the effective count "
               "(dense × density) is in the JSON (`effective_bwd_flops`)."]
     with open(path, "w") as f:
