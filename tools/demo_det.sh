@@ -27,6 +27,7 @@ for seed in $SEEDS; do
     --work-dir "$OUT/mean_teacher/seed$seed" \
     --cfg-options randomness.seed="$seed" "${common[@]}" model.detector.backbone.model_name="$BACKBONE" \
     model.semi_train_cfg.burn_in_iters="$BURN" custom_hooks.0.burn_in_iters="$BURN" \
-    model.semi_train_cfg.cls_pseudo_thr="$THR" custom_hooks.0.momentum="$EMA"
+    model.semi_train_cfg.cls_pseudo_thr="$THR" custom_hooks.0.momentum="$EMA" \
+    model.semi_train_cfg.skip_empty_pseudo=True
 done
 "$PY" tools/demo_dense_summary.py "$OUT" AP50
