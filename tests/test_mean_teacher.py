@@ -131,6 +131,26 @@ def test_frozen_bn_stats_keeps_running_statistics():
     assert not torch.equal(before["1.running_mean"], net.state_dict()["1.running_mean"])
 
 
+def test_reestimate_bn_stats_is_the_exact_mean_of_the_batches():
+    from dgsamp.dense.adabn import reestimate_bn_stats
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 1)
+    net = nn.Sequential(conv, nn.BatchNorm2d(4, momentum=0.3), nn.Dropout(0.5))
+    net.eval()
+    batches = [torch.randn(5, 3, 4, 4) * 2 + 1 for _ in range(3)]
+    assert reestimate_bn_stats(net, batches) == 15
+    per_batch = [conv(b).detach().transpose(0, 1).reshape(4, -1) for b in batches]
+    bn = net[1]
+    torch.testing.assert_close(bn.running_mean, torch.cat(per_batch, 1).mean(1), rtol=1e-4,
+                               atol=1e-5)
+    torch.testing.assert_close(bn.running_var, torch.stack([f.var(1) for f in per_batch]).mean(0),
+                               rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.3 and not bn.training and not net[2].training
+    with pytest.raises(ValueError, match="no BatchNorm"):
+        reestimate_bn_stats(nn.Linear(2, 2), [torch.randn(1, 2)])
+
+
 def test_classmix_loss_uses_only_source_labels_and_weights_pseudo_labels():
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
@@ -323,3 +343,22 @@ def test_inherited_mmdet_mmseg_configs_with_dgsamp_hooks(config, shapes_cache, t
                     extra=("custom_hooks.2.window=2",))
     assert metrics
     _check_hook_outputs(tmp_path)
+
+
+@pytest.mark.slow
+def test_adabn_tool_per_domain(shapes_cache, tmp_path):
+    """tools/test_adabn.py: each domain evaluated with BN statistics of its own unlabeled
+    images, per-domain and target AP50 in adabn_results.json."""
+    config = "configs/det/faster_rcnn_r18_shapes_source_only.py"
+    train(config, tmp_path / "train", shapes_cache)
+    ckpt = next((tmp_path / "train").glob("iter_*.pth"))
+    opts = [f"test_dataloader.dataset.datasets.{i}.indices=4" for i in range(len(DOMAINS))]
+    env = dict(os.environ, DGSAMP_DATA_CACHE=str(shapes_cache), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "tools/test_adabn.py", config, str(ckpt), "--images",
+                           "8", "--work-dir", str(tmp_path / "adabn"), "--cfg-options", *opts],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    metrics = json.loads((tmp_path / "adabn" / "adabn_results.json").read_text())["metrics"]
+    _assert_per_domain(metrics, ("AP50",))
+    logs = "".join(p.read_text() for p in (tmp_path / "adabn").rglob("*.log"))
+    assert logs.count("statistics from 8 unlabeled images") == len(DOMAINS)

@@ -38,6 +38,8 @@ from mmengine.logging import MessageHub
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
+from .adabn import bn_layers
+
 _DEFAULT_SEMI_TRAIN = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=1.0,
                            cls_pseudo_thr=0.7, min_pseudo_bbox_wh=(1e-2, 1e-2), burn_in_iters=0,
                            skip_empty_pseudo=False, target_bn_stats=True)
@@ -47,7 +49,7 @@ _DEFAULT_SEMI_TRAIN = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=1.0
 def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
     """BatchNorm layers normalize with batch statistics as usual but leave their running
     statistics unchanged (momentum 0) inside the block."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = bn_layers(model)
     saved = [m.momentum for m in bns]
     for m in bns:
         m.momentum = 0.0
