@@ -348,7 +348,7 @@ def test_inherited_mmdet_mmseg_configs_with_dgsamp_hooks(config, shapes_cache, t
 @pytest.mark.slow
 def test_adabn_tool_per_domain(shapes_cache, tmp_path):
     """tools/test_adabn.py: each domain evaluated with BN statistics of its own unlabeled
-    images, per-domain and target AP50 in adabn_results.json."""
+    images, per-domain and target AP50 in its results.json."""
     config = "configs/det/faster_rcnn_r18_shapes_source_only.py"
     train(config, tmp_path / "train", shapes_cache)
     ckpt = next((tmp_path / "train").glob("iter_*.pth"))
@@ -358,7 +358,7 @@ def test_adabn_tool_per_domain(shapes_cache, tmp_path):
                            "8", "--work-dir", str(tmp_path / "adabn"), "--cfg-options", *opts],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    metrics = json.loads((tmp_path / "adabn" / "adabn_results.json").read_text())["metrics"]
+    metrics = json.loads((tmp_path / "adabn" / "results.json").read_text())["metrics"]
     _assert_per_domain(metrics, ("AP50",))
     logs = "".join(p.read_text() for p in (tmp_path / "adabn").rglob("*.log"))
     assert logs.count("statistics from 8 unlabeled images") == len(DOMAINS)

@@ -2,7 +2,8 @@
 # Detection under domain shift on the embedded shapes benchmark (CPU, no downloads):
 # Faster R-CNN (timm resnet18, from scratch) trained source-only on the 'clean' style vs mean-
 # teacher adaptation to the unlabeled fog/dark/texture styles, same number of iterations and the
-# same 4 labeled images per step; AP50 per domain (target = mean of the three targets).
+# same 4 labeled images per step; AP50 per domain (target = mean of the three targets), also
+# with per-domain BN statistics (tools/test_adabn.py).
 # The short CPU schedule needs a lower pseudo-label threshold and a faster EMA than the configs'
 # 1000-iteration defaults (0.7, 0.01): at 0.7 the 150-iteration teacher is confident about
 # nothing on the targets, and no unsupervised loss is ever computed.
@@ -29,5 +30,12 @@ for seed in $SEEDS; do
     model.semi_train_cfg.burn_in_iters="$BURN" custom_hooks.0.burn_in_iters="$BURN" \
     model.semi_train_cfg.cls_pseudo_thr="$THR" custom_hooks.0.momentum="$EMA" \
     model.semi_train_cfg.skip_empty_pseudo=True
+  # the same checkpoints, each domain evaluated with BN statistics of its own unlabeled images
+  "$PY" tools/test_adabn.py configs/det/faster_rcnn_r18_shapes_source_only.py \
+    "$OUT/source_only/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/source_only+adabn/seed$seed" \
+    --cfg-options model.backbone.model_name="$BACKBONE"
+  "$PY" tools/test_adabn.py configs/det/faster_rcnn_r18_shapes_mean_teacher.py \
+    "$OUT/mean_teacher/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/mean_teacher+adabn/seed$seed" \
+    --cfg-options model.detector.backbone.model_name="$BACKBONE"
 done
 "$PY" tools/demo_dense_summary.py "$OUT" AP50

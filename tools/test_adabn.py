@@ -7,7 +7,8 @@ For every domain of the config's ``test_evaluator`` (a ``DomainMetric``), the ch
 loaded afresh, the BatchNorm running statistics of the model that predicts (the teacher of a
 mean-teacher model) are re-estimated on ``--images`` *unlabeled* images of that domain (its test
 data set with ``split`` set to ``--adapt-split``; labels are not read), and that domain's test
-images are evaluated. Prints the per-domain table and writes ``<work_dir>/adabn_results.json``.
+images are evaluated. Prints the per-domain table and writes ``<work_dir>/results.json`` (as
+tools/train.py does, so tools/demo_dense_summary.py reads it).
 The test data set of each domain must be a ``ConcatDataset`` member with ``domain`` and ``split``
 keys, as in the shapes configs.
 """
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
                 metrics[f"{group}/{name}"] = sum(vals) / len(vals)
     print(format_domain_table(metrics, domains))
     os.makedirs(work_dir, exist_ok=True)
-    with open(osp.join(work_dir, "adabn_results.json"), "w") as fh:
+    with open(osp.join(work_dir, "results.json"), "w") as fh:
         json.dump(dict(metrics=metrics, config=args.config, checkpoint=args.checkpoint,
                        images_per_domain=args.images), fh, indent=1)
     return metrics
