@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
+import torch.distributed as dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
@@ -81,6 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     if runner.rank == 0 and metrics:
         print_metrics(metrics, title=f"Final validation: {osp.basename(args.config)}")
         write_results(osp.join(cfg.work_dir, "results.json"), metrics, cfg)
+    if dist.is_available() and dist.is_initialized():
+        # an orderly shutdown: without it a rank can abort at exit ("terminate called without
+        # an active exception") while gloo's threads are still running
+        dist.barrier()
+        dist.destroy_process_group()
     return metrics
 
 
