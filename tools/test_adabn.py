@@ -32,17 +32,18 @@ from mmengine.runner import Runner  # noqa: E402
 
 import dgsamp  # noqa: E402, F401
 from dgsamp.dense.adabn import reestimate_bn_stats  # noqa: E402
-from dgsamp.dense.domain_metric import format_domain_table  # noqa: E402
+from dgsamp.dense.domain_metric import add_group_means, format_domain_table  # noqa: E402
 
 
 def predicting_model(model):
     """The module that makes the predictions: a mean teacher's teacher, else the model."""
-    model = getattr(model, "module", model)
-    on = getattr(model, "predict_on", None) or getattr(
-        getattr(model, "semi_test_cfg", None) or {}, "get", lambda *_: None)("predict_on")
-    if hasattr(model, "teacher") and hasattr(model, "student"):
-        return model.student if on == "student" else model.teacher
-    return model
+    model = getattr(model, "module", model)  # DDP
+    if not (hasattr(model, "teacher") and hasattr(model, "student")):
+        return model
+    # ClassMixMeanTeacher keeps predict_on itself, mmdet's semi-supervised detectors in a cfg
+    on = getattr(model, "predict_on", None) or (getattr(model, "semi_test_cfg", None) or {}).get(
+        "predict_on", "teacher")
+    return model.student if on == "student" else model.teacher
 
 
 def unlabeled_batches(dataset_cfg: dict, split: str, images: int, preprocessor, batch: int = 8):
@@ -99,14 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         runner.logger.info(f"AdaBN: {domain} statistics from {seen} unlabeled images")
         out = runner.test()
         metrics.update({k: v for k, v in out.items() if k.startswith(f"{domain}/")})
-    source = [d for d in domains if d in list(base.test_evaluator.get("source_domains", []))]
-    targets = [d for d in domains if d not in source]
-    names = sorted({k.split("/", 1)[1] for k in metrics})
-    for group, ds in (("source", source), ("target", targets)):
-        for name in names:
-            vals = [metrics[f"{d}/{name}"] for d in ds if f"{d}/{name}" in metrics]
-            if vals:
-                metrics[f"{group}/{name}"] = sum(vals) / len(vals)
+    add_group_means(metrics, domains, list(base.test_evaluator.get("source_domains", [])))
     print(format_domain_table(metrics, domains))
     os.makedirs(work_dir, exist_ok=True)
     with open(osp.join(work_dir, "results.json"), "w") as fh:

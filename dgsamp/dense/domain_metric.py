@@ -30,6 +30,23 @@ _RENAME = {"bbox_mAP": ("AP", 100.0), "bbox_mAP_50": ("AP50", 100.0),
 _DROP_PREFIXES = ("bbox_", "segm_")  # the other COCO numbers (size splits, copypaste strings)
 
 
+def add_group_means(metrics: dict[str, float], domains: Sequence[str],
+                    source_domains: Sequence[str]) -> dict[str, float]:
+    """Add ``source/<name>`` and ``target/<name>``: each metric's mean over the source and the
+    other (target) domains, in place. Nothing is added without source domains."""
+    if not source_domains:
+        return metrics
+    names = sorted({k.partition("/")[2] for k in metrics if k.partition("/")[0] in domains})
+    groups = {"source": [d for d in domains if d in source_domains],
+              "target": [d for d in domains if d not in source_domains]}
+    for group, members in groups.items():
+        for name in names:
+            vals = [metrics[f"{d}/{name}"] for d in members if f"{d}/{name}" in metrics]
+            if vals:
+                metrics[f"{group}/{name}"] = sum(vals) / len(vals)
+    return metrics
+
+
 def format_domain_table(metrics: dict[str, float], domains: Sequence[str]) -> str:
     """Plain-text table: one row per domain (plus source/target means), one column per metric."""
     rows = [d for d in list(domains) + ["source", "target"]
@@ -134,16 +151,7 @@ class DomainMetric(BaseMetric):
                     out[f"{domain}/{name}"] = float(value) * scale
                 except (TypeError, ValueError):
                     continue
-        names = {k.partition("/")[2] for k in out}
-        groups = {"source": [d for d in self.metrics if d in self.source_domains],
-                  "target": [d for d in self.metrics if d not in self.source_domains]}
-        for group, members in groups.items():
-            if not self.source_domains or not members:
-                continue
-            for name in sorted(names):
-                vals = [out[f"{d}/{name}"] for d in members if f"{d}/{name}" in out]
-                if vals:
-                    out[f"{group}/{name}"] = sum(vals) / len(vals)
+        add_group_means(out, list(self.metrics), self.source_domains)
         MMLogger.get_current_instance().info(
             "Per-domain results:\n" + format_domain_table(out, list(self.metrics)))
         return out
