@@ -396,6 +396,14 @@ def test_compare_table_groups_seeds_and_plots(tmp_path, capsys):
     assert summary["dense"]["acc"] == (81.0, 1.0)  # mean ± standard error
     out = capsys.readouterr().out
     assert "| fast | 1 |" in out and "50.0% (+50.0% saved)" in out
+    assert "| +0.00 | +1.00 ± 0.00 (1) |" in out  # fast_s0 − dense_s0, the one shared seed
+    # paired over seeds: per-seed spread cancels, a seed only one side has is left out
+    runs = lambda name, accs: [dict(name=f"{name}_s{k}", metrics={"acc": a})  # noqa: E731
+                               for k, a in accs.items()]
+    base = runs("dense", {0: 70.0, 1: 80.0, 2: 90.0})
+    m, se, n = compare.paired_delta(runs("x", {0: 69.0, 1: 79.5, 2: 88.5, 7: 10.0}), base, "acc")
+    assert n == 3 and m == pytest.approx(-1.0) and se == pytest.approx(0.5 / 3 ** 0.5)
+    assert compare.paired_delta(runs("y", {5: 1.0}), base, "acc") == (None, None, 0)
     for f in ("compare.md", "acc_vs_flops.png", "acc_vs_time.png", "acc_vs_energy.png",
               "per_domain_accuracy.png"):
         assert (tmp_path / "cmp" / f).stat().st_size > 0

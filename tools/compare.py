@@ -4,7 +4,10 @@ Reads each run's ``cost.json`` (written by CostHook) and its final metrics (``me
 cost.json, else ``results.json`` from tools/train.py, else the last line of mmengine's
 ``<timestamp>/vis_data/scalars.json`` that has the metric), groups seeds of one setting (run-dir
 name without a trailing ``_s<seed>`` / ``_seed<seed>``, or ``--group REGEX``'s first group), and
-prints a markdown table with mean ± standard error and savings relative to ``--baseline``.
+prints a markdown table with mean ± standard error and savings relative to ``--baseline``. Where a
+setting and the baseline share seeds, the table also gives the paired accuracy difference over
+those seeds (seed by seed, then mean ± SE): runs of one seed share their initialisation and data
+order, so the paired SE is the fair one for "within N points" (often much smaller).
 Plots (PNG, matplotlib Agg) go to ``--out``: accuracy vs training FLOPs, accuracy vs wall time,
 accuracy vs energy, per-domain accuracy bars.
 
@@ -24,7 +27,7 @@ import statistics
 import sys
 from collections import OrderedDict
 
-SEED_SUFFIX = re.compile(r"[_-](s|seed)\d+$")
+SEED_SUFFIX = re.compile(r"[_-](?:s|seed)(\d+)$")
 SUMMARY_KEYS = ("acc/train_domains", "acc/test_domains")
 
 
@@ -153,6 +156,24 @@ def summarise(runs: list[dict], metric: str, pattern: str | None) -> OrderedDict
     return out
 
 
+def seed_of(name: str) -> int | None:
+    m = SEED_SUFFIX.search(name)
+    return int(m.group(1)) if m else None
+
+
+def paired_delta(runs: list[dict], base_runs: list[dict], metric: str
+                 ) -> tuple[float | None, float | None, int]:
+    """Mean ± SE over shared seeds of (run − baseline run of the same seed); n shared seeds."""
+    base = {seed_of(r["name"]): r["metrics"].get(metric) for r in base_runs}
+    diffs = [r["metrics"][metric] - base[k] for r in runs
+             for k in [seed_of(r["name"])]
+             if k is not None and base.get(k) is not None and r["metrics"].get(metric) is not None]
+    if not diffs:
+        return None, None, 0
+    m, se = mean_se(diffs)
+    return m, se, len(diffs)
+
+
 def _fmt(ms, scale=1.0, digits=3, unit=""):
     m, se = ms
     if m is None:
@@ -171,7 +192,8 @@ def markdown_table(summary: OrderedDict, baseline: str | None, metric: str) -> s
     head = ["setting", "n", f"{metric} (%)", "train-domain acc (%)", "train GFLOPs",
             "effective GFLOPs", "train time (s)", "energy (J)", "skipped epochs"]
     if base:
-        head += ["Δacc (pt)", "FLOPs vs base", "time vs base", "energy vs base"]
+        head += ["Δacc (pt)", "paired Δacc ± SE (pt, seeds)", "FLOPs vs base", "time vs base",
+                 "energy vs base"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g, s in summary.items():
         row = [g, str(s["n"]), _fmt(s["acc"], digits=4), _fmt(s["acc_train"], digits=4),
@@ -181,6 +203,8 @@ def markdown_table(summary: OrderedDict, baseline: str | None, metric: str) -> s
             d = (None if s["acc"][0] is None or base["acc"][0] is None
                  else s["acc"][0] - base["acc"][0])
             row.append("n/a" if d is None else f"{d:+.2f}")
+            pm, pse, pn = paired_delta(s["runs"], base["runs"], metric)
+            row.append("n/a" if pm is None else f"{pm:+.2f} ± {pse:.2f} ({pn})")
             for k in ("flops", "time", "energy"):
                 r = _ratio(s[k][0], base[k][0])
                 row.append("n/a" if r is None else f"{100 * r:.1f}% ({100 * (1 - r):+.1f}% saved)")
