@@ -36,3 +36,20 @@ def test_steps_only_summary_and_markdown(tmp_path):
     assert "## Per layer" not in text
     assert "| resnet18 | 224 | 4 | dither | 3 | 11.1 | 0.90 |" in text
     assert "time overhead median +11.1%" in text
+
+
+def test_layers_only_markdown_has_no_empty_step_table(tmp_path):
+    layer = {"net": "resnet18", "layer": "l1", "shape": "B8", "variants": {
+        v: {"median_ms": 10 / sp, "speedup_vs_dense": sp, "flops_ratio": 1 / sp,
+            "peak_bwd_bytes": 2**20, **({"zero_fraction": 0.9} if v == "dither" else {})}
+        for v, sp in (("dense", 1.0), ("ssprop0.5", 1.6), ("ssprop0.2", 2.6), ("masked0.2", 0.96),
+                      ("dither", 0.9))}}
+    result = {"meta": {"device_name": "cpu", "device": "cpu", "threads": 1, "torch": "x",
+                       "quick": False, "rounds": 5, "memory_source": "m", "flop_source": "f"},
+              "layers": [layer], "steps": []}
+    result["summary"] = bench.summarize(result)
+    out = tmp_path / "r.md"
+    bench.write_markdown(result, out)
+    text = out.read_text()
+    assert "| resnet18 | l1 | B8 | ssprop0.2 | 3.85 | 2.60 |" in text
+    assert "## Whole train step" not in text

@@ -476,14 +476,15 @@ def write_markdown(result, path):
               _fmt(d["speedup_vs_dense"]), f"{d['flops_ratio']:.3f}",
               f"{d['peak_bwd_bytes'] / 2**20:.1f}", _fmt(d.get("zero_fraction"), 3)]
              for r in result["layers"] for v, d in r["variants"].items()])
-    lines += ["", "## Whole train step (forward + backward + SGD step)", ""] + _md_table(
-        ["model", "res", "batch", "variant", "layers", "step ms", "step speedup", "bwd ms",
-         "bwd speedup", "bwd FLOPs ratio", "peak bwd MiB", "dither zeros"],
-        [[r["model"], r["res"], r["batch"], v, d["patched_layers"], f"{d['step_median_ms']:.1f}",
-          _fmt(d["step_speedup"]), f"{d['bwd_median_ms']:.1f}", _fmt(d["bwd_speedup"]),
-          f"{d['flops_ratio']:.3f}", f"{d['peak_bwd_bytes'] / 2**20:.1f}",
-          _fmt(d.get("zero_fraction"), 3)]
-         for r in result["steps"] for v, d in r["variants"].items()])
+    if result["steps"]:
+        lines += ["", "## Whole train step (forward + backward + SGD step)", ""] + _md_table(
+            ["model", "res", "batch", "variant", "layers", "step ms", "step speedup", "bwd ms",
+             "bwd speedup", "bwd FLOPs ratio", "peak bwd MiB", "dither zeros"],
+            [[r["model"], r["res"], r["batch"], v, d["patched_layers"],
+              f"{d['step_median_ms']:.1f}", _fmt(d["step_speedup"]), f"{d['bwd_median_ms']:.1f}",
+              _fmt(d["bwd_speedup"]), f"{d['flops_ratio']:.3f}",
+              f"{d['peak_bwd_bytes'] / 2**20:.1f}", _fmt(d.get("zero_fraction"), 3)]
+             for r in result["steps"] for v, d in r["variants"].items()])
     lines += ["", "Dither runs dense kernels: its FLOPs ratio is 1; the effective count "
               "(dense × density) is in the JSON (`effective_bwd_flops`)."]
     with open(path, "w") as f:
