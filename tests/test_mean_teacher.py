@@ -22,6 +22,25 @@ TARGETS = ("fog", "dark", "texture")
 
 
 # ------------------------------------------------------------------ fast unit tests
+def test_demo_summary_means_over_seeds_and_aligns_long_names(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    from demo_dense_summary import main as summary
+
+    for method, vals in (("source_only", [10.0, 20.0]), ("source_only+adabn", [30.0, 34.0])):
+        for k, v in enumerate(vals):
+            d = tmp_path / method / f"seed{k}"
+            d.mkdir(parents=True)
+            (d / "results.json").write_text(json.dumps(
+                {"metrics": {"fog/mIoU": v, "target/mIoU": v, "fog/aAcc": 1.0}}))
+    summary(str(tmp_path), "mIoU")
+    lines = capsys.readouterr().out.splitlines()
+    rows = {ln.split()[0]: ln for ln in lines[2:4]}
+    assert "15.00 ± 7.07 (n=2)" in rows["source_only"]
+    assert "32.00 ± 2.83 (n=2)" in rows["source_only+adabn"]
+    # columns line up whatever the method name's length
+    assert rows["source_only"].index("(n=2)") == rows["source_only+adabn"].index("(n=2)")
+
+
 class _TS(nn.Module):
     def __init__(self):
         super().__init__()
@@ -346,11 +365,14 @@ def test_inherited_mmdet_mmseg_configs_with_dgsamp_hooks(config, shapes_cache, t
 
 
 @pytest.mark.slow
-def test_adabn_tool_per_domain(shapes_cache, tmp_path):
+@pytest.mark.parametrize("config,opts,metric", [
+    ("configs/det/faster_rcnn_r18_shapes_source_only.py", (), "AP50"),
+    # a ClassMix teacher has no preprocessor of its own; its pipeline loads and checks labels
+    ("configs/seg/segformer_r18_shapes_classmix.py", MT_SEG_OPTS, "mIoU")])
+def test_adabn_tool_per_domain(config, opts, metric, shapes_cache, tmp_path):
     """tools/test_adabn.py: each domain evaluated with BN statistics of its own unlabeled
-    images, per-domain and target AP50 in its results.json."""
-    config = "configs/det/faster_rcnn_r18_shapes_source_only.py"
-    train(config, tmp_path / "train", shapes_cache)
+    images, per-domain and target metrics in its results.json."""
+    train(config, tmp_path / "train", shapes_cache, extra=opts)
     ckpt = next((tmp_path / "train").glob("iter_*.pth"))
     opts = [f"test_dataloader.dataset.datasets.{i}.indices=4" for i in range(len(DOMAINS))]
     env = dict(os.environ, DGSAMP_DATA_CACHE=str(shapes_cache), OMP_NUM_THREADS="1")
@@ -359,6 +381,6 @@ def test_adabn_tool_per_domain(shapes_cache, tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     metrics = json.loads((tmp_path / "adabn" / "results.json").read_text())["metrics"]
-    _assert_per_domain(metrics, ("AP50",))
+    _assert_per_domain(metrics, (metric,))
     logs = "".join(p.read_text() for p in (tmp_path / "adabn").rglob("*.log"))
     assert logs.count("statistics from 8 unlabeled images") == len(DOMAINS)

@@ -27,14 +27,15 @@ def main(work_dir: str, metric: str) -> None:
         raise SystemExit(f"no */seed*/results.json with {metric} under {work_dir}")
     domains = list(next(iter(rows.values())))
     print(f"{metric} (mean ± std over seeds; n = seeds)")
-    print("method".ljust(16) + "".join(f"{d:>18}" for d in domains))
+    width = max(len("method"), *map(len, rows)) + 2
+    print("method".ljust(width) + "".join(f"{d:>21}" for d in domains))
     for method, per in rows.items():
         cells = []
         for d in domains:
             v = per.get(d, [])
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
             cells.append(f"{statistics.mean(v):8.2f} ± {sd:4.2f} (n={len(v)})" if v else "-")
-        print(method.ljust(16) + "".join(f"{c:>18}" for c in cells))
+        print(method.ljust(width) + "".join(f"{c:>21}" for c in cells))
     for method, per in rows.items():
         print(f"{method} {metric} per seed: " + json.dumps({d: [round(x, 2) for x in v]
                                                            for d, v in per.items()}))

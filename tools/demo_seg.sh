@@ -2,7 +2,8 @@
 # Segmentation under domain shift on the embedded shapes benchmark (CPU, no downloads):
 # timm resnet18 + SegFormer head trained source-only on the 'clean' style vs DAFormer-style
 # self-training (EMA teacher, ClassMix, confidence-weighted pseudo-labels) on the unlabeled
-# fog/dark/texture styles, same iterations and labeled batch; mIoU per domain.
+# fog/dark/texture styles, same iterations and labeled batch; mIoU per domain, plain and
+# with per-domain BN statistics (tools/test_adabn.py).
 #   SEEDS="0 1 2" ITERS=400 BURN=200 tools/demo_seg.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +23,12 @@ for seed in $SEEDS; do
     --work-dir "$OUT/classmix/seed$seed" \
     --cfg-options randomness.seed="$seed" "${common[@]}" model.segmentor.backbone.model_name="$BACKBONE" \
     model.burn_in_iters="$BURN" custom_hooks.0.burn_in_iters="$BURN"
+  # the same checkpoints, each domain evaluated with BN statistics of its own unlabeled images
+  "$PY" tools/test_adabn.py configs/seg/segformer_r18_shapes_source_only.py \
+    "$OUT/source_only/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/source_only+adabn/seed$seed" \
+    --cfg-options model.backbone.model_name="$BACKBONE"
+  "$PY" tools/test_adabn.py configs/seg/segformer_r18_shapes_classmix.py \
+    "$OUT/classmix/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/classmix+adabn/seed$seed" \
+    --cfg-options model.segmentor.backbone.model_name="$BACKBONE"
 done
 "$PY" tools/demo_dense_summary.py "$OUT" mIoU

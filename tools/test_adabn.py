@@ -46,8 +46,15 @@ def predicting_model(model):
     return model.student if on == "student" else model.teacher
 
 
+# Pipeline steps that read or check labels: the unlabeled images must not need them.
+LABEL_TRANSFORMS = ("LoadAnnotations", "ValidateSegLabels")
+
+
 def unlabeled_batches(dataset_cfg: dict, split: str, images: int, preprocessor, batch: int = 8):
     cfg = copy.deepcopy(dataset_cfg)
+    if "pipeline" in cfg:
+        cfg.pipeline = [t for t in cfg.pipeline
+                        if str(t.get("type", "")).split(".")[-1] not in LABEL_TRANSFORMS]
     if "split" not in cfg:
         raise SystemExit(f"test data set {cfg.get('type')!r} has no 'split' key: test_adabn.py "
                          "needs the domain's unlabeled images through it (see the docstring)")
@@ -94,8 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
         runner = Runner.from_cfg(cfg)
         runner.load_or_resume()
         model = predicting_model(runner.model)
+        # the outer model's preprocessor: a ClassMix teacher has none of its own, and the
+        # multi-branch ones process a plain batch as their inner one does
+        preprocessor = getattr(runner.model, "module", runner.model).data_preprocessor
         seen = reestimate_bn_stats(model, unlabeled_batches(
-            members[0], args.adapt_split, args.images, model.data_preprocessor),
+            members[0], args.adapt_split, args.images, preprocessor),
             forward=model.extract_feat)
         runner.logger.info(f"AdaBN: {domain} statistics from {seen} unlabeled images")
         out = runner.test()
