@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,34 @@ def test_ssprop_schedules_match_their_description():
     assert warm[:6] == [1.0] * 6  # 5 warmup epochs, then the alternation starts dense
     assert warm[6:10] == [0.2, 1.0, 0.2, 1.0]
     assert sum(warm) / 30 == pytest.approx((5 + 13 + 12 * 0.2) / 30)
+
+
+def test_jobs_run_side_by_side_in_order_and_failures_are_listed(tmp_path, monkeypatch, capsys):
+    lock, active, peak, calls = threading.Lock(), [0], [0], []
+
+    def fake_train(setting, seed, args):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            calls.append((setting, seed))
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        if setting == "dither":
+            return None
+        (tmp_path / f"{setting}_s{seed}").mkdir()
+        return str(tmp_path / f"{setting}_s{seed}")
+
+    compared = {}
+    fake_compare = types.ModuleType("compare")
+    fake_compare.main = lambda argv: compared.setdefault("argv", argv)
+    monkeypatch.setattr(headline, "train_one", fake_train)
+    monkeypatch.setitem(sys.modules, "compare", fake_compare)
+    headline.main(["--work-root", str(tmp_path), "--seeds", "0", "1",
+                   "--settings", "dense", "dither", "--jobs", "2"])
+    assert sorted(calls) == [("dense", 0), ("dense", 1), ("dither", 0), ("dither", 1)]
+    assert peak[0] == 2
+    assert compared["argv"][:2] == [str(tmp_path / "dense_s0"), str(tmp_path / "dense_s1")]
+    assert "failed runs (not in the table): dither seed 0, dither seed 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        headline.main(["--work-root", str(tmp_path), "--jobs", "0"])

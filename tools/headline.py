@@ -3,6 +3,7 @@
     python tools/headline.py                       # 8 settings x 3 seeds, 8 epochs each
     python tools/headline.py --epochs 4 --seeds 0  # a quick look
     python tools/headline.py --overhead 3          # also: CostHook's overhead, A/B, 3 repeats
+    python tools/headline.py --jobs 2              # two runs at a time
 
 Settings (RotatedDigits, domain 75 held out, `configs/dg/erm_rotated_digits.py`, DigitsCNN):
 dense; GradSamp (periodic, every 4); ssProp (keep 0.2, interleaved with dense epochs) as in the
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path[:0] = [ROOT, osp.join(ROOT, "tools")]  # dgsamp from the checkout; tools/compare.py
@@ -177,20 +179,25 @@ def main(argv: list[str] | None = None) -> None:
                    help="also measure CostHook's overhead with N alternating A/B repeats")
     p.add_argument("--overhead-epochs", type=int, default=3)
     p.add_argument("--no-train", action="store_true", help="only compare existing runs")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time (each one a tools/train.py process; wall times of "
+                        "parallel runs include their contention)")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     args.work_root = osp.abspath(args.work_root)
     os.makedirs(args.work_root, exist_ok=True)
     if args.overhead:
         measure_overhead(args)
-    dirs, failed = [], []
-    for seed in args.seeds:
-        for setting in args.settings:
-            d = osp.join(args.work_root, run_dir_name(setting, seed))
-            done = d if args.no_train else train_one(setting, seed, args)
-            if done is None:
-                failed.append(f"{setting} seed {seed}")
-            else:
-                dirs.append(done)
+    jobs = [(setting, seed) for seed in args.seeds for setting in args.settings]
+    if args.no_train:
+        results = [osp.join(args.work_root, run_dir_name(*job)) for job in jobs]
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is a subprocess
+            results = list(pool.map(lambda job: train_one(*job, args), jobs))
+    dirs = [d for d in results if d is not None]
+    failed = [f"{setting} seed {seed}" for (setting, seed), d in zip(jobs, results, strict=True)
+              if d is None]
     from compare import main as compare  # tools/compare.py, next to this file
 
     compare([d for d in dirs if osp.isdir(d)]
