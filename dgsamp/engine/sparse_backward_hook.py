@@ -56,7 +56,9 @@ class SparseBackwardHook(Hook):
             (constant) or ``p_min`` (ramps) when the schedule leaves them out.
         scale: dither scale s > 0 (default 8: Δ = 8·std(δ), ≈90% zeros).
         schedule: a keep schedule config (see ``dgsamp.methods.keep_schedules``); default
-            ``dict(type='constant')``. Ramps default ``total`` to max_epochs / max_iters.
+            ``dict(type='constant')``. Ramps default ``total`` to max_epochs / max_iters. On a
+            model that starts slowly, add ``warmup=N`` dense epochs: sparse epochs during
+            DigitsCNN's near-chance start stall it (docs/results/headline_rotated_digits.md).
         include, exclude, types: layer selection (see ``dgsamp.methods.patch``).
         dense_output: keep the output (prediction) layers dense (default True).
         by_epoch: step the schedule per epoch (True) or per iteration (False).
