@@ -407,3 +407,31 @@ def test_compare_table_groups_seeds_and_plots(tmp_path, capsys):
     for f in ("compare.md", "acc_vs_flops.png", "acc_vs_time.png", "acc_vs_energy.png",
               "per_domain_accuracy.png"):
         assert (tmp_path / "cmp" / f).stat().st_size > 0
+
+
+def test_compare_curve_means_each_validation_step(tmp_path, capsys):
+    import os
+
+    spec = importlib.util.spec_from_file_location(
+        "dgsamp_compare", os.path.join(os.path.dirname(__file__), "..", "tools", "compare.py"))
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    curves = {"dense_s0": [10.0, 50.0], "dense_s1": [20.0, 70.0], "sparse_s0": [10.0]}
+    dirs = []
+    for name, accs in curves.items():
+        d = tmp_path / name
+        (d / "20261201_000000" / "vis_data").mkdir(parents=True)
+        (d / "cost.json").write_text(json.dumps(dict(run=dict(complete=True), totals={},
+                                                     metrics=dict(val={"acc/test_domains": 1}))))
+        recs = [{"loss": 2.0, "step": 5}]  # a training record: no metric, not a curve point
+        recs += [{"acc/train_domains": a, "step": k + 1} for k, a in enumerate(accs)]
+        (d / "20261201_000000" / "vis_data" / "scalars.json").write_text(
+            "\n".join(json.dumps(r) for r in recs) + "\n")
+        dirs.append(str(d))
+    compare.main(dirs + ["--curve", "acc/train_domains", "--out", str(tmp_path / "cmp")])
+    text = (tmp_path / "cmp" / "curve.md").read_text()
+    assert "| step | dense | sparse |" in text
+    assert "| 1 | 15.0 (n=2) | 10.0 (n=1) |" in text
+    assert "| 2 | 60.0 (n=2) | n/a |" in text
+    assert "| 5 |" not in text
+    assert "| 2 | 60.0 (n=2) | n/a |" in capsys.readouterr().out

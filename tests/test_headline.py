@@ -35,6 +35,11 @@ def test_setting_config_loads_and_hooks_build(setting, tmp_path):
     assert [type(h).__name__ for h in built] == [h["type"] for h in hooks]
 
 
+def test_val_interval_defaults_to_the_last_epoch_only():
+    assert "val_interval=30)" in headline.config_text([], epochs=30, seed=0)
+    assert "val_interval=1)" in headline.config_text([], epochs=30, seed=0, val_interval=1)
+
+
 def _epoch_keeps(setting: str, epochs: int = 30) -> list[float]:
     (hook_cfg,) = headline.SETTINGS[setting]
     hook = SparseBackwardHook(**{k: v for k, v in hook_cfg.items() if k != "type"})

@@ -9,7 +9,8 @@ setting and the baseline share seeds, the table also gives the paired accuracy d
 those seeds (seed by seed, then mean ± SE): runs of one seed share their initialisation and data
 order, so the paired SE is the fair one for "within N points" (often much smaller).
 Plots (PNG, matplotlib Agg) go to ``--out``: accuracy vs training FLOPs, accuracy vs wall time,
-accuracy vs energy, per-domain accuracy bars.
+accuracy vs energy, per-domain accuracy bars. ``--curve METRIC`` adds the mean of METRIC at every
+validation step, per setting (learning curves, from scalars.json).
 
     python tools/compare.py work_dirs/headline/* --baseline dense --out work_dirs/headline/cmp
 """
@@ -39,11 +40,12 @@ def _load_json(path: str):
         return None
 
 
-def _scalars_metrics(run_dir: str, metric: str) -> dict | None:
-    """The last record of mmengine's scalars.json (or <timestamp>.json) holding ``metric``."""
-    files = sorted(glob.glob(osp.join(run_dir, "*", "vis_data", "scalars.json"))
-                   + glob.glob(osp.join(run_dir, "*", "vis_data", "*.json")))
-    found = None
+def _scalar_records(run_dir: str, metric: str) -> list[dict]:
+    """The records of mmengine's scalars.json (or <timestamp>.json) holding ``metric``, in order
+    (validation records carry ``step``: the epoch, or the iteration of an iteration-based run)."""
+    files = sorted(set(glob.glob(osp.join(run_dir, "*", "vis_data", "scalars.json"))
+                       + glob.glob(osp.join(run_dir, "*", "vis_data", "*.json"))))
+    found = []
     for f in files:
         try:
             with open(f) as fh:
@@ -53,10 +55,16 @@ def _scalars_metrics(run_dir: str, metric: str) -> dict | None:
                     except ValueError:
                         continue
                     if metric in rec:
-                        found = rec
+                        found.append(rec)
         except OSError:
             continue
     return found
+
+
+def _scalars_metrics(run_dir: str, metric: str) -> dict | None:
+    """The last record holding ``metric``."""
+    recs = _scalar_records(run_dir, metric)
+    return recs[-1] if recs else None
 
 
 def load_run(run_dir: str, metric: str) -> dict | None:
@@ -216,6 +224,26 @@ def markdown_table(summary: OrderedDict, baseline: str | None, metric: str) -> s
     return "\n".join(lines + [""] + [f"- {n}" for n in notes])
 
 
+def curve_table(summary: OrderedDict, metric: str) -> str:
+    """Mean of ``metric`` at every logged validation step, one column per setting (n = runs
+    that logged that step); from scalars.json, so it needs runs validated more than once."""
+    per: OrderedDict[str, dict[int, list[float]]] = OrderedDict()
+    for g, s in summary.items():
+        steps: dict[int, list[float]] = {}
+        for r in s["runs"]:
+            for rec in _scalar_records(r["dir"], metric):
+                if "step" in rec:
+                    steps.setdefault(int(rec["step"]), []).append(float(rec[metric]))
+        per[g] = steps
+    all_steps = sorted({k for steps in per.values() for k in steps})
+    lines = [f"| step | {' | '.join(per)} |", "|" + "---|" * (len(per) + 1)]
+    for k in all_steps:
+        cells = [f"{statistics.fmean(v):.1f} (n={len(v)})" if (v := per[g].get(k)) else "n/a"
+                 for g in per]
+        lines.append(f"| {k} | {' | '.join(cells)} |")
+    return "\n".join([f"{metric}, mean over runs at each validation step", ""] + lines)
+
+
 def plots(summary: OrderedDict, out: str, metric: str, baseline: str | None) -> list[str]:
     import matplotlib
 
@@ -288,6 +316,9 @@ def main(argv: list[str] | None = None) -> OrderedDict:
     p.add_argument("--group", help="regex on the run-dir name; its first group names the setting")
     p.add_argument("--metric", default="acc/test_domains", help="accuracy key to compare")
     p.add_argument("--out", help="folder for compare.md and the PNG plots")
+    p.add_argument("--curve", metavar="METRIC",
+                   help="also print METRIC at every validation step, mean per setting "
+                        "(e.g. acc/train_domains; to --out as curve.md)")
     args = p.parse_args(argv)
     runs = [r for d in args.run_dirs if osp.isdir(d)
             for r in [load_run(d, args.metric)] if r is not None]
@@ -300,10 +331,16 @@ def main(argv: list[str] | None = None) -> OrderedDict:
                          if r["name"] == baseline or r["dir"] == baseline), baseline)
     table = markdown_table(summary, baseline, args.metric)
     print(table)
+    curve = curve_table(summary, args.curve) if args.curve else None
+    if curve:
+        print("\n" + curve)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(osp.join(args.out, "compare.md"), "w") as fh:
             fh.write(table + "\n")
+        if curve:
+            with open(osp.join(args.out, "curve.md"), "w") as fh:
+                fh.write(curve + "\n")
         for path in plots(summary, args.out, args.metric, baseline):
             print(f"[compare] wrote {path}")
     return summary

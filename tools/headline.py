@@ -4,6 +4,7 @@
     python tools/headline.py --epochs 4 --seeds 0  # a quick look
     python tools/headline.py --overhead 3          # also: CostHook's overhead, A/B, 3 repeats
     python tools/headline.py --jobs 2              # two runs at a time
+    python tools/headline.py --val-interval 1 --curve acc/train_domains   # learning curves
 
 Settings (RotatedDigits, domain 75 held out, `configs/dg/erm_rotated_digits.py`, DigitsCNN):
 dense; GradSamp (periodic, every 4); ssProp (keep 0.2, interleaved with dense epochs) as in the
@@ -63,13 +64,16 @@ SETTINGS = {
 }
 
 
-def config_text(hooks: list[dict], epochs: int, seed: int, base: str = CONFIG) -> str:
+def config_text(hooks: list[dict], epochs: int, seed: int, base: str = CONFIG,
+                val_interval: int | None = None) -> str:
+    """``val_interval``: default, only after the last epoch. Validating more often does not
+    change the training (measured: runs validated every epoch end on the same accuracies)."""
     milestone = max(1, round(0.75 * epochs))
     return "\n".join([
         f"_base_ = [{base!r}]",
         f"custom_imports = dict(imports={IMPORTS!r}, allow_failed_imports=False)",
         f"custom_hooks = {hooks!r}",
-        f"train_cfg = dict(max_epochs={epochs}, val_interval={epochs})",
+        f"train_cfg = dict(max_epochs={epochs}, val_interval={val_interval or epochs})",
         f"param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[{milestone}], "
         "gamma=0.1)]",
         f"randomness = dict(seed={seed}, deterministic=False)",
@@ -99,7 +103,8 @@ def train_one(setting: str, seed: int, args) -> str | None:
     os.makedirs(cfg_dir, exist_ok=True)
     cfg = osp.join(cfg_dir, f"{run_dir_name(setting, seed).replace('+', '_')}.py")
     with open(cfg, "w") as fh:
-        fh.write(config_text(SETTINGS[setting] + [COST], args.epochs, seed, args.config))
+        fh.write(config_text(SETTINGS[setting] + [COST], args.epochs, seed, args.config,
+                             args.val_interval))
     cmd = [sys.executable, osp.join(ROOT, "tools", "train.py"), cfg, "--work-dir", work_dir]
     print(f"[headline] {setting} seed {seed}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
@@ -179,6 +184,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="also measure CostHook's overhead with N alternating A/B repeats")
     p.add_argument("--overhead-epochs", type=int, default=3)
     p.add_argument("--no-train", action="store_true", help="only compare existing runs")
+    p.add_argument("--val-interval", type=int, default=None,
+                   help="validate every N epochs (default: after the last one); with 1, "
+                        "--curve METRIC prints learning curves")
+    p.add_argument("--curve", metavar="METRIC",
+                   help="passed to tools/compare.py: METRIC per validation step, per setting")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time (each one a tools/train.py process; wall times of "
                         "parallel runs include their contention)")
@@ -201,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     from compare import main as compare  # tools/compare.py, next to this file
 
     compare([d for d in dirs if osp.isdir(d)]
-            + ["--baseline", "dense", "--out", osp.join(args.work_root, "compare")])
+            + ["--baseline", "dense", "--out", osp.join(args.work_root, "compare")]
+            + (["--curve", args.curve] if args.curve else []))
     if failed:
         print(f"[headline] failed runs (not in the table): {', '.join(failed)}")
 
