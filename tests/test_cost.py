@@ -425,8 +425,9 @@ def test_compare_curve_means_each_validation_step(tmp_path, capsys):
                                                      metrics=dict(val={"acc/test_domains": 1}))))
         recs = [{"loss": 2.0, "step": 5}]  # a training record: no metric, not a curve point
         recs += [{"acc/train_domains": a, "step": k + 1} for k, a in enumerate(accs)]
-        (d / "20261201_000000" / "vis_data" / "scalars.json").write_text(
-            "\n".join(json.dumps(r) for r in recs) + "\n")
+        for f in ("scalars.json", "20261201_000000.json"):  # mmengine writes both
+            (d / "20261201_000000" / "vis_data" / f).write_text(
+                "\n".join(json.dumps(r) for r in recs) + "\n")
         dirs.append(str(d))
     compare.main(dirs + ["--curve", "acc/train_domains", "--out", str(tmp_path / "cmp")])
     text = (tmp_path / "cmp" / "curve.md").read_text()

@@ -43,8 +43,11 @@ def _load_json(path: str):
 def _scalar_records(run_dir: str, metric: str) -> list[dict]:
     """The records of mmengine's scalars.json (or <timestamp>.json) holding ``metric``, in order
     (validation records carry ``step``: the epoch, or the iteration of an iteration-based run)."""
-    files = sorted(set(glob.glob(osp.join(run_dir, "*", "vis_data", "scalars.json"))
-                       + glob.glob(osp.join(run_dir, "*", "vis_data", "*.json"))))
+    files = []
+    for vis in sorted(glob.glob(osp.join(run_dir, "*", "vis_data"))):
+        # scalars.json and <timestamp>.json hold the same records: read one of them
+        scalars = osp.join(vis, "scalars.json")
+        files += [scalars] if osp.isfile(scalars) else sorted(glob.glob(osp.join(vis, "*.json")))
     found = []
     for f in files:
         try:
