@@ -20,22 +20,12 @@ BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet
 OUT=${OUT:-work_dirs/demo_det}
 common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
         default_hooks.checkpoint.interval="$ITERS")
+source tools/demo_dense_lib.sh
 for seed in $SEEDS; do
-  "$PY" tools/train.py configs/det/faster_rcnn_r18_shapes_source_only.py \
-    --work-dir "$OUT/source_only/seed$seed" \
-    --cfg-options randomness.seed="$seed" "${common[@]}" model.backbone.model_name="$BACKBONE"
-  "$PY" tools/train.py configs/det/faster_rcnn_r18_shapes_mean_teacher.py \
-    --work-dir "$OUT/mean_teacher/seed$seed" \
-    --cfg-options randomness.seed="$seed" "${common[@]}" model.detector.backbone.model_name="$BACKBONE" \
+  demo_run configs/det/faster_rcnn_r18_shapes_source_only.py source_only model.backbone
+  demo_run configs/det/faster_rcnn_r18_shapes_mean_teacher.py mean_teacher model.detector.backbone \
     model.semi_train_cfg.burn_in_iters="$BURN" custom_hooks.0.burn_in_iters="$BURN" \
     model.semi_train_cfg.cls_pseudo_thr="$THR" custom_hooks.0.momentum="$EMA" \
     model.semi_train_cfg.skip_empty_pseudo=True
-  # the same checkpoints, each domain evaluated with BN statistics of its own unlabeled images
-  "$PY" tools/test_adabn.py configs/det/faster_rcnn_r18_shapes_source_only.py \
-    "$OUT/source_only/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/source_only+adabn/seed$seed" \
-    --cfg-options model.backbone.model_name="$BACKBONE"
-  "$PY" tools/test_adabn.py configs/det/faster_rcnn_r18_shapes_mean_teacher.py \
-    "$OUT/mean_teacher/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/mean_teacher+adabn/seed$seed" \
-    --cfg-options model.detector.backbone.model_name="$BACKBONE"
 done
 "$PY" tools/demo_dense_summary.py "$OUT" AP50

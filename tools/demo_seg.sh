@@ -15,20 +15,10 @@ BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet
 OUT=${OUT:-work_dirs/demo_seg}
 common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
         default_hooks.checkpoint.interval="$ITERS")
+source tools/demo_dense_lib.sh
 for seed in $SEEDS; do
-  "$PY" tools/train.py configs/seg/segformer_r18_shapes_source_only.py \
-    --work-dir "$OUT/source_only/seed$seed" \
-    --cfg-options randomness.seed="$seed" "${common[@]}" model.backbone.model_name="$BACKBONE"
-  "$PY" tools/train.py configs/seg/segformer_r18_shapes_classmix.py \
-    --work-dir "$OUT/classmix/seed$seed" \
-    --cfg-options randomness.seed="$seed" "${common[@]}" model.segmentor.backbone.model_name="$BACKBONE" \
+  demo_run configs/seg/segformer_r18_shapes_source_only.py source_only model.backbone
+  demo_run configs/seg/segformer_r18_shapes_classmix.py classmix model.segmentor.backbone \
     model.burn_in_iters="$BURN" custom_hooks.0.burn_in_iters="$BURN"
-  # the same checkpoints, each domain evaluated with BN statistics of its own unlabeled images
-  "$PY" tools/test_adabn.py configs/seg/segformer_r18_shapes_source_only.py \
-    "$OUT/source_only/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/source_only+adabn/seed$seed" \
-    --cfg-options model.backbone.model_name="$BACKBONE"
-  "$PY" tools/test_adabn.py configs/seg/segformer_r18_shapes_classmix.py \
-    "$OUT/classmix/seed$seed/iter_$ITERS.pth" --work-dir "$OUT/classmix+adabn/seed$seed" \
-    --cfg-options model.segmentor.backbone.model_name="$BACKBONE"
 done
 "$PY" tools/demo_dense_summary.py "$OUT" mIoU
