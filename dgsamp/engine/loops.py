@@ -97,6 +97,12 @@ class GradSampIterBasedTrainLoop(IterBasedTrainLoop):
 
     gradsamp = None
 
+    @property
+    def window(self) -> int | None:
+        """Iterations per GradSamp window (None without GradSamp): cost rows line up with it."""
+        hook = self.gradsamp
+        return hook.window if hook is not None else None
+
     def run(self):
         hook = self.gradsamp
         if hook is None:
