@@ -136,7 +136,7 @@ def test_modules_record_grad_density():
     for m in (conv, lin):
         assert isinstance(m.grad_density, float)
         assert 0.0 < m.grad_density < 0.2
-    lin.set_sparsity(keep=1.0)  # a dense step
+    lin.set_sparsity(enabled=False)  # a dense step: dither's own on/off
     assert lin.grad_density == 1.0 and not lin.enabled
 
 

@@ -269,3 +269,23 @@ def test_dgsamp_classifier_head_stays_dense():
     names = patch(m, "ssprop", keep=0.2)
     assert "classifier" not in names and len(names) == 4  # the four convs
     unpatch(m)
+
+
+def test_patch_takes_a_validated_options_object():
+    from dgsamp.methods.dither import DitherOptions
+    from dgsamp.methods.patch import layer_options
+    from dgsamp.methods.ssprop import SsPropOptions
+
+    opts = layer_options("ssprop", keep=0.3, select="random")
+    assert opts == SsPropOptions(keep=0.3, select="random")
+    m = _net()
+    patch(m, opts)
+    assert all(mod.sparse_options is opts for mod in patched_modules(m).values())
+    with pytest.raises(ValueError, match="holds every setting"):
+        patch(m, opts, keep=0.2)
+    unpatch(m)
+    patch(m, DitherOptions(scale=2.0, enabled=False))
+    assert set_sparsity(m, keep=0.5) == 0  # keep is ssProp's; dither has its own on/off
+    assert set_sparsity(m, dither=True, scale=3.0) == 5
+    assert all(mod.enabled and mod.scale == 3.0 for mod in patched_modules(m).values())
+    unpatch(m)

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ __all__ = [
     "DITHER_MODES",
     "DitherConv2d",
     "DitherLinear",
+    "DitherOptions",
     "check_scale",
     "dither",
     "dither_grad",
@@ -64,6 +66,33 @@ def check_scale(scale: Any) -> float:
 def _check_mode(mode: str) -> None:
     if mode not in DITHER_MODES:
         raise ValueError(f"dither mode must be one of {DITHER_MODES}, got {mode!r}")
+
+
+@dataclass(frozen=True)
+class DitherOptions:
+    """One layer's dither settings, validated once here (frozen and shared like
+    :class:`~dgsamp.methods.ssprop.SsPropOptions`).
+
+    ``enabled`` is dither's own on/off: False makes the layer's backward dense (a dense epoch
+    of a schedule), True dithers at ``scale``.
+    """
+
+    scale: float = DEFAULT_SCALE
+    mode: str = "std"
+    generator: torch.Generator | None = None
+    sparse_kernel: bool | str = "auto"
+    sparse_threshold: float = SPARSE_THRESHOLD
+    enabled: bool = True
+    method: ClassVar[str] = "dither"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", check_scale(self.scale))
+        _check_mode(self.mode)
+        if self.sparse_kernel not in (True, False, "auto"):
+            raise ValueError(f"sparse_kernel must be True, False or 'auto', "
+                             f"got {self.sparse_kernel!r}")
+        object.__setattr__(self, "sparse_threshold", float(self.sparse_threshold))
+        object.__setattr__(self, "enabled", bool(self.enabled))
 
 
 def _step(dy: Tensor, scale: float, mode: str) -> Tensor:
@@ -96,14 +125,17 @@ def dither_quantize(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """int8 codes q and step Δ with δ̃ = Δ·q."""
+    _check_mode(mode)
     q, delta = _codes(dy, check_scale(scale), mode, generator)
     return q.to(torch.int8), delta
 
 
 def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None):
-    """Float codes round(δ/Δ + ν) = floor(δ/Δ + u), u ~ U(0, 1), all within int8 range."""
-    _check_mode(mode)
-    delta = _step(dy, check_scale(scale), mode)
+    """Float codes round(δ/Δ + ν) = floor(δ/Δ + u), u ~ U(0, 1), all within int8 range.
+
+    ``scale`` and ``mode`` are validated by the caller (DitherOptions or the public function).
+    """
+    delta = _step(dy, scale, mode)
     if generator is None:
         u = torch.rand_like(dy)
     else:
@@ -119,6 +151,12 @@ def dither(
     generator: torch.Generator | None = None, stats: Any = None,
 ) -> Tensor:
     """δ̃ = Δ·round(δ/Δ + ν). If ``stats`` is given, writes its density counters."""
+    _check_mode(mode)
+    return _dither(dy, check_scale(scale), mode, generator, stats)
+
+
+def _dither(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None,
+            stats: Any) -> Tensor:
     q, delta = _codes(dy, scale, mode, generator)
     if stats is not None:
         _record(stats, q)
@@ -140,10 +178,12 @@ def dither_grad(y: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
     op (``ReLU(inplace=True)`` right after the conv) still receives the gradient of ``y`` itself.
     Returns ``y``.
     """
-    opts = (check_scale(scale), mode, generator)
-    _check_mode(mode)
+    return _mark(y, DitherOptions(scale, mode, generator), stats)
+
+
+def _mark(y: Tensor, opts: DitherOptions, stats: Any) -> Tensor:
     if y.requires_grad:
-        y.register_hook(lambda dy: dither(dy, *opts, stats))
+        y.register_hook(lambda dy: _dither(dy, opts.scale, opts.mode, opts.generator, stats))
     return y
 
 
@@ -161,17 +201,18 @@ class _DitherLinearFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        scale, mode, generator, sparse_kernel, threshold = ctx.opts
+        o = ctx.opts
+        sparse_kernel = o.sparse_kernel
         out_f, in_f = w.shape
         dy2 = dy.reshape(-1, out_f)
-        q, delta = _codes(dy2, scale, mode, generator)
+        q, delta = _codes(dy2, o.scale, o.mode, o.generator)
         if ctx.stats is not None:
             _record(ctx.stats, q)
         use_sparse = sparse_kernel is True
         if sparse_kernel == "auto" and q.device.type == "cpu" and dy2.dtype in (
                 torch.float32, torch.float64):
             nnz = int(torch.count_nonzero(q)) if ctx.stats is None else int(ctx.stats._grad_nnz)
-            use_sparse = nnz <= threshold * q.numel()
+            use_sparse = nnz <= o.sparse_threshold * q.numel()
         dq = q.mul_(delta.to(q.dtype))
         x2 = x.reshape(-1, in_f).to(dq.dtype)
         wq = w.to(dq.dtype)
@@ -201,34 +242,36 @@ def dither_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
                   generator: torch.Generator | None = None, sparse_kernel: bool | str = "auto",
                   sparse_threshold: float = SPARSE_THRESHOLD, stats: Any = None) -> Tensor:
     """``F.linear`` (any leading dims) with a dithered backward; see the module docstring."""
-    _check_mode(mode)
-    if sparse_kernel not in (True, False, "auto"):
-        raise ValueError(f"sparse_kernel must be True, False or 'auto', got {sparse_kernel!r}")
-    opts = (check_scale(scale), mode, generator, sparse_kernel, float(sparse_threshold))
+    opts = DitherOptions(scale, mode, generator, sparse_kernel, sparse_threshold)
     return _DitherLinearFn.apply(x, weight, bias, opts, stats)
 
 
 class _DitherMixin:
-    """Attributes shared by the dither module classes (patch.py adds and removes them)."""
+    """Attributes shared by the dither module classes (patch.py adds and removes them).
 
-    _sparse_attrs = ("scale", "mode", "generator", "enabled", "sparse_kernel", "sparse_threshold",
-                     "_grad_nnz", "_grad_numel", "sparse_kernel_used")
+    ``sparse_options`` (a :class:`DitherOptions`) is the layer's configuration; ``_grad_nnz``,
+    ``_grad_numel`` and ``sparse_kernel_used`` are what the last backward measured.
+    """
+
+    _sparse_attrs = ("sparse_options", "_grad_nnz", "_grad_numel", "sparse_kernel_used")
     sparse_method = "dither"
+    options_class = DitherOptions
 
-    def _sparse_init(self, scale: float = DEFAULT_SCALE, mode: str = "std",
-                     generator: torch.Generator | None = None,
-                     sparse_kernel: bool | str = "auto",
-                     sparse_threshold: float = SPARSE_THRESHOLD) -> None:
-        _check_mode(mode)
-        self.scale = check_scale(scale)
-        self.mode = mode
-        self.generator = generator
-        self.enabled = True
-        self.sparse_kernel = sparse_kernel
-        self.sparse_threshold = float(sparse_threshold)
+    def _sparse_init(self, options: DitherOptions | None = None, **kwargs: Any) -> None:
+        """Attach ``options`` (or ``DitherOptions(**kwargs)``) to this layer."""
+        self.sparse_options = options if options is not None else DitherOptions(**kwargs)
         self._grad_nnz = None
         self._grad_numel = None
         self.sparse_kernel_used = False
+
+    @property
+    def scale(self) -> float:
+        return self.sparse_options.scale
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the next backward is dithered (False: a dense step)."""
+        return self.sparse_options.enabled
 
     @property
     def grad_density(self) -> float:
@@ -237,15 +280,11 @@ class _DitherMixin:
             return 1.0
         return float(self._grad_nnz) / self._grad_numel
 
-    def set_sparsity(self, keep: float | None = None, scale: float | None = None) -> None:
-        """keep == 1 turns dithering off (a dense step, e.g. an interleaved dense epoch); any
-        keep < 1 turns it on. ``scale`` sets s."""
-        if keep is not None:
-            from .ssprop import check_keep
-
-            self.enabled = check_keep(keep) < 1.0
-        if scale is not None:
-            self.scale = check_scale(scale)
+    def set_sparsity(self, scale: float | None = None, enabled: bool | None = None) -> None:
+        """Set s and/or turn dithering on or off (what schedules drive)."""
+        changes = {k: v for k, v in (("scale", scale), ("enabled", enabled)) if v is not None}
+        if changes:
+            self.sparse_options = replace(self.sparse_options, **changes)
 
 
 class DitherConv2d(_DitherMixin, nn.Conv2d):
@@ -255,18 +294,16 @@ class DitherConv2d(_DitherMixin, nn.Conv2d):
         y = super()._conv_forward(input, weight, bias)
         if not self.enabled or not torch.is_grad_enabled():
             return y
-        return dither_grad(y, self.scale, self.mode, self.generator, stats=self)
+        return _mark(y, self.sparse_options, self)
 
 
 class DitherLinear(_DitherMixin, nn.Linear):
     """``nn.Linear`` whose output gradient is dithered (optionally sparse-kernel backward)."""
 
     def forward(self, input: Tensor) -> Tensor:
-        if not self.enabled or not torch.is_grad_enabled():
+        o = self.sparse_options
+        if not o.enabled or not torch.is_grad_enabled():
             return F.linear(input, self.weight, self.bias)
-        if self.sparse_kernel is False:
-            y = F.linear(input, self.weight, self.bias)
-            return dither_grad(y, self.scale, self.mode, self.generator, stats=self)
-        return dither_linear(input, self.weight, self.bias, scale=self.scale, mode=self.mode,
-                             generator=self.generator, sparse_kernel=self.sparse_kernel,
-                             sparse_threshold=self.sparse_threshold, stats=self)
+        if o.sparse_kernel is False:
+            return _mark(F.linear(input, self.weight, self.bias), o, self)
+        return _DitherLinearFn.apply(input, self.weight, self.bias, o, self)

@@ -15,13 +15,31 @@ Modifiers (any schedule): ``warmup=W`` makes steps 0..W−1 dense; ``interleave=
 dense and sparse steps after the warmup, the first one dense (every ``interleave_every`` steps).
 ``period=T`` makes the schedule cyclic in the step (step mod T; total defaults to T), which is how
 an iteration-based run repeats a schedule over windows of T iterations.
+
+A ramp built with ``total=RUN_LENGTH`` takes the length of the run it is used in: the config is
+parsed and validated once, when it enters (a hook's constructor), and :meth:`~KeepSchedule.\
+with_total` fills in the number of epochs or iterations once the run knows it.
+:class:`ScheduledSparseBackward` is a schedule driving a patched model: what SparseBackwardHook
+and SparseBackwardOptimWrapper share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
+from torch import nn
+
+from .patch import (
+    layer_options,
+    output_layers,
+    patch,
+    patched_modules,
+    set_sparsity,
+    sparse_stats,
+    unpatch,
+)
 from .ssprop import check_keep
 
 __all__ = [
@@ -31,9 +49,18 @@ __all__ = [
     "InterleaveKeep",
     "KeepSchedule",
     "LinearKeep",
+    "RUN_LENGTH",
+    "SPARSE_STEP",
+    "ScheduledSparseBackward",
     "WarmupKeep",
     "build_keep_schedule",
 ]
+
+#: ``total`` meaning "the length of the run this schedule is used in" (see with_total)
+RUN_LENGTH = "run length"
+#: value of a schedule built without a keep on its sparse steps (constant type): methods with no
+#: keep fraction (dither) only ask whether a step is dense (1) or not
+SPARSE_STEP = 0.5
 
 
 class KeepSchedule:
@@ -45,6 +72,10 @@ class KeepSchedule:
     def mean_keep(self, steps: int) -> float:
         """Average keep over steps 0..steps−1 (what fraction of backward work is done)."""
         return sum(self(i) for i in range(steps)) / max(1, steps)
+
+    def with_total(self, total: int) -> KeepSchedule:
+        """This schedule with a ``RUN_LENGTH`` total replaced by ``total`` (else itself)."""
+        return self
 
 
 def _check_step(step: Any) -> int:
@@ -80,10 +111,20 @@ class _Ramp(KeepSchedule):
         self.p_min = check_keep(p_min)
         self.p_max = check_keep(p_max)
         self.period = None if period is None else _check_total(period, "period")
-        self.total = _check_total(total if total is not None else self.period)
+        if total == RUN_LENGTH:
+            self.total = None  # filled in by with_total
+        else:
+            self.total = _check_total(total if total is not None else self.period)
+
+    def with_total(self, total: int) -> KeepSchedule:
+        if self.total is not None:
+            return self
+        return type(self)(total=total, p_min=self.p_min, p_max=self.p_max, period=self.period)
 
     def _e(self, step: int) -> int:
         step = _check_step(step)
+        if self.total is None:
+            raise ValueError(f"{self!r} takes the run's length: call with_total(n) first")
         if self.period is not None:
             step %= self.period
         return min(step, self.total - 1)
@@ -131,6 +172,9 @@ class WarmupKeep(KeepSchedule):
         self.inner = inner
         self.warmup = warmup
 
+    def with_total(self, total: int) -> KeepSchedule:
+        return WarmupKeep(self.inner.with_total(total), self.warmup)
+
     def __call__(self, step: int) -> float:
         step = _check_step(step)
         return 1.0 if step < self.warmup else self.inner(step)
@@ -149,6 +193,9 @@ class InterleaveKeep(KeepSchedule):
         self.inner = inner
         self.every = _check_total(every, "interleave_every")
         self.offset = int(offset)
+
+    def with_total(self, total: int) -> KeepSchedule:
+        return InterleaveKeep(self.inner.with_total(total), self.every, self.offset)
 
     def __call__(self, step: int) -> float:
         step = _check_step(step)
@@ -172,7 +219,8 @@ def build_keep_schedule(cfg: dict | KeepSchedule | float | None, *, keep: float 
     number of epochs) or ``period``. Any type accepts ``warmup=W``, ``interleave=True`` and
     ``interleave_every=N``. ``type='interleave'``/``'warmup'`` wrap ``schedule=dict(...)`` (or a
     constant at ``keep``). A float is a constant; a KeepSchedule passes through.
-    ``keep``/``total`` fill in values the dict leaves out (SparseBackwardHook passes its own).
+    ``keep``/``total`` fill in values the dict leaves out (SparseBackwardHook passes its keep
+    and ``total=RUN_LENGTH``).
     """
     if isinstance(cfg, KeepSchedule):
         return cfg
@@ -228,3 +276,94 @@ def build_keep_schedule(cfg: dict | KeepSchedule | float | None, *, keep: float 
 def _no_extra(cfg: dict, typ: str) -> None:
     if cfg:
         raise ValueError(f"unexpected arguments for {typ} schedule: {sorted(cfg)}")
+
+
+class ScheduledSparseBackward:
+    """A sparse-backward method on a model, its keep schedule stepping it: the code that
+    SparseBackwardHook and SparseBackwardOptimWrapper share (mmengine-free).
+
+    Settings are validated here, once, into frozen layer options (:func:`layer_options`) and a
+    schedule whose ramp length is the run's (``RUN_LENGTH``). :meth:`attach` patches the model
+    with the keep of the starting step; from then on the schedule drives ``set_sparsity`` only.
+    For dither the schedule says which steps are dense (value 1: dithering off); any value
+    below 1 dithers at ``scale``.
+    """
+
+    def __init__(self, method: str = "ssprop", keep: float | None = None,
+                 scale: float | None = None, schedule: dict | KeepSchedule | None = None,
+                 include: Any = None, exclude: Any = None, types: Any = None,
+                 dense_output: bool = True, **options: Any) -> None:
+        self.options = layer_options(method, keep=keep, scale=scale, **options)
+        self.method = self.options.method
+        fill = self.options.keep if self.method == "ssprop" else SPARSE_STEP
+        self.schedule = build_keep_schedule(
+            schedule if schedule is not None else dict(type="constant"), keep=fill,
+            total=RUN_LENGTH)
+        self.include, self.exclude, self.types = include, exclude, types
+        self.dense_output = bool(dense_output)
+        self.model: nn.Module | None = None
+        self.patched: list[str] = []
+        self.current_keep: float | None = None
+
+    def attach(self, model: nn.Module, total: int, step: int) -> list[str]:
+        """Patch ``model`` for a run of ``total`` steps starting at ``step``."""
+        self.schedule = self.schedule.with_total(total)
+        self.current_keep = float(self.schedule(int(step)))
+        self.model = model
+        self.patched = patch(model, self._options_at(self.current_keep), include=self.include,
+                             exclude=self.exclude, types=self.types,
+                             dense_output=self.dense_output)
+        return self.patched
+
+    def _options_at(self, keep: float):
+        if self.method == "ssprop":
+            return dataclasses.replace(self.options, keep=keep)
+        return dataclasses.replace(self.options, enabled=keep < 1.0)
+
+    def step(self, step: int) -> None:
+        """Apply the schedule's value at ``step`` (a no-op while it does not change)."""
+        keep = float(self.schedule(int(step)))
+        if self.model is None or keep == self.current_keep:
+            return
+        if self.method == "ssprop":
+            set_sparsity(self.model, keep=keep)
+        else:
+            set_sparsity(self.model, dither=keep < 1.0)
+        self.current_keep = keep
+
+    def detach(self) -> None:
+        """Restore the model's original layers."""
+        if self.model is not None and patched_modules(self.model):
+            unpatch(self.model)
+        self.model = None
+
+    def describe(self, unit: str) -> str:
+        """One log line: what is patched, the schedule, which layers stay dense."""
+        dense = output_layers(self.model) if self.dense_output else []
+        depthwise = [n for n, m in patched_modules(self.model).items()
+                     if getattr(m, "_dense_backward", False)]
+        return (f"{self.method} on {len(self.patched)} layers, schedule {self.schedule!r} per "
+                f"{unit}" + (f"; output layers kept dense: {', '.join(dense)}" if dense else "")
+                + (f"; depthwise convs with a dense backward: {', '.join(depthwise)}"
+                   if depthwise else ""))
+
+    def scalars(self) -> dict[str, float]:
+        """The current keep (ssprop) or on/off and scale (dither), and the sparsity the last
+        backward measured (``sparse_stats``), under the message-hub names the docs list."""
+        dense = self.current_keep is not None and self.current_keep >= 1.0
+        out: dict[str, float] = {}
+        if self.method == "ssprop":
+            out["train/sparse_keep"] = self.current_keep
+        else:
+            out["train/dither_active"] = 0.0 if dense else 1.0
+            out["train/dither_scale"] = self.options.scale
+        st = sparse_stats(self.model)
+        if dense:
+            out["train/grad_sparsity"] = 0.0
+        elif st["grad_sparsity"] is not None:
+            out["train/grad_sparsity"] = st["grad_sparsity"]
+        if self.method == "ssprop" and st["kept_fraction"] is not None and not dense:
+            out["train/sparse_kept_fraction"] = st["kept_fraction"]
+        if self.method == "dither" and st["grad_density"] is not None and not dense:
+            out["train/grad_density"] = st["grad_density"]
+        return out

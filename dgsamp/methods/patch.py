@@ -2,7 +2,8 @@
 
 Patching swaps a selected module's *class* to a subclass (``SsPropConv2d``, ``DitherLinear``, ...)
 that only overrides how the output is computed (``Conv2d._conv_forward`` / ``Linear.forward``)
-and adds a few plain attributes (``keep``, ``scale``, ...). Parameters and buffers are the same
+and adds a few plain attributes (``sparse_options``, the frozen settings of :func:`layer_options`,
+and what the last backward measured). Parameters and buffers are the same
 objects under the same names, so ``state_dict()`` keys are unchanged, checkpoints load into patched
 and unpatched models alike, optimizers keep working, and forward outputs are identical.
 :func:`unpatch` restores the original class and removes the attributes.
@@ -33,6 +34,7 @@ Patched classes are made on the fly for subclasses; they are not importable by n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import re
 import warnings
@@ -42,12 +44,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .dither import DEFAULT_SCALE, DitherConv2d, DitherLinear, check_scale
-from .ssprop import SsPropConv2d, SsPropLinear, check_keep
+from .dither import DEFAULT_SCALE, DitherConv2d, DitherLinear, DitherOptions
+from .ssprop import SsPropConv2d, SsPropLinear, SsPropOptions
+
+LayerOptions = SsPropOptions | DitherOptions
 
 __all__ = [
     "OUTPUT_LAYER_NAMES",
     "SPARSE_METHODS",
+    "LayerOptions",
+    "layer_options",
     "output_layers",
     "patch",
     "patched_modules",
@@ -227,9 +233,33 @@ def _select(model: nn.Module, include: list[str], exclude: list[str],
     return chosen, skipped
 
 
+def layer_options(method: str = "ssprop", keep: float | None = None,
+                  scale: float | None = None, **options: Any) -> LayerOptions:
+    """The validated per-layer options of ``method``: where every sparse-backward setting that
+    comes from a user or a config is checked (``patch`` and SparseBackwardHook call it).
+
+    ``method='ssprop'`` takes ``keep`` (default 0.5) and the fields of :class:`SsPropOptions`;
+    ``method='dither'`` takes ``scale`` (default 8) and the fields of :class:`DitherOptions`.
+    """
+    if method not in SPARSE_METHODS:
+        raise ValueError(f"method must be one of {SPARSE_METHODS}, got {method!r}")
+    if method == "ssprop":
+        if scale is not None:
+            raise ValueError("scale is the dither knob; ssprop takes keep")
+        cls, kw = SsPropOptions, {"keep": DEFAULT_KEEP if keep is None else keep}
+    else:
+        if keep is not None:
+            raise ValueError("keep is the ssprop knob; dither takes scale (s > 0)")
+        cls, kw = DitherOptions, {"scale": DEFAULT_SCALE if scale is None else scale}
+    try:
+        return cls(**kw, **options)
+    except TypeError as e:
+        raise ValueError(f"bad option for method {method!r}: {e}") from None
+
+
 def patch(
     model: nn.Module,
-    method: str = "ssprop",
+    method: str | LayerOptions = "ssprop",
     keep: float | None = None,
     scale: float | None = None,
     include: str | Iterable[str] | None = None,
@@ -240,23 +270,21 @@ def patch(
 ) -> list[str]:
     """Make the selected Conv2d/Linear layers of ``model`` sparse-backward, in place.
 
+    ``method`` is 'ssprop' or 'dither' with its settings given as :func:`layer_options` takes
+    them (``keep`` or ``scale`` and ``**options``), or an already validated
+    :class:`SsPropOptions` / :class:`DitherOptions` (then nothing else about the method).
     ``dense_output`` (default True) leaves the output layers (:func:`output_layers`) dense.
-    ``method='ssprop'`` takes ``keep`` (default 0.5) and the options of ``SsPropConv2d``
-    (``select``, ``group_select``, ``only_weight``, ``rescale``, ``generator``);
-    ``method='dither'`` takes ``scale`` (default 8) and ``mode``, ``generator``,
-    ``sparse_kernel``, ``sparse_threshold``. Returns the names of the patched modules.
-    Re-patching a layer with the same method updates its settings.
+    All patched layers share one frozen options object. Returns the names of the patched
+    modules. Re-patching a layer with the same method replaces its settings.
     """
-    if method not in SPARSE_METHODS:
-        raise ValueError(f"method must be one of {SPARSE_METHODS}, got {method!r}")
-    if method == "ssprop":
-        if scale is not None:
-            raise ValueError("scale is the dither knob; ssprop takes keep")
-        kw = {"keep": check_keep(DEFAULT_KEEP if keep is None else keep), **options}
+    if isinstance(method, (SsPropOptions, DitherOptions)):
+        if keep is not None or scale is not None or options:
+            raise ValueError("patch(model, options): the options object holds every setting; "
+                             "pass no keep/scale/options beside it")
+        opts = method
     else:
-        if keep is not None:
-            raise ValueError("keep is the ssprop knob; dither takes scale (s > 0)")
-        kw = {"scale": check_scale(DEFAULT_SCALE if scale is None else scale), **options}
+        opts = layer_options(method, keep, scale, **options)
+    method = opts.method
     chosen, skipped = _select(model, _as_list(include), _as_list(exclude), _resolve_types(types),
                               dense_output=bool(dense_output))
     if skipped:
@@ -267,13 +295,6 @@ def patch(
                 if dense_output and output_layers(model) else "")
         raise ValueError(f"sparse_backward({method}): no Conv2d/Linear layer selected "
                          f"(include={include!r}, exclude={exclude!r}, types={types!r}){hint}")
-    # validate options once on a throw-away instance before touching the model
-    probe_base = chosen[0][2]
-    probe = _BASES[(method, probe_base)].__new__(_BASES[(method, probe_base)])
-    try:
-        probe._sparse_init(**kw)
-    except TypeError as e:
-        raise ValueError(f"bad option for method {method!r}: {e}") from None
     for name, mod, _ in chosen:
         if "_sparse_orig_class" in mod.__dict__ and mod.sparse_method != method:
             raise ValueError(f"module {name!r} is already patched with "
@@ -285,7 +306,7 @@ def patch(
             orig = type(mod)
             mod.__class__ = _patched_class(method, orig, base)
             mod._sparse_orig_class = orig
-        mod._sparse_init(**kw)
+        mod._sparse_init(opts)
         names.append(name)
     return names
 
@@ -310,18 +331,29 @@ def patched_modules(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if "_sparse_orig_class" in m.__dict__}
 
 
-def set_sparsity(model: nn.Module, keep: float | None = None,
-                 scale: float | None = None) -> int:
-    """Set keep (ssprop; for dither keep == 1 means a dense step) and/or scale (dither) on every
-    patched layer at once — what schedules call. Returns the number of layers changed."""
-    if keep is not None:
-        keep = check_keep(keep)
-    if scale is not None:
-        scale = check_scale(scale)
-    mods = patched_modules(model).values()
-    for m in mods:
-        m.set_sparsity(keep=keep, scale=scale)
-    return len(mods)
+def set_sparsity(model: nn.Module, keep: float | None = None, scale: float | None = None,
+                 dither: bool | None = None) -> int:
+    """Set the keep fraction of every ssProp layer and/or the scale and on/off (``dither``) of
+    every dithered layer — what schedules call. Returns the number of layers changed.
+
+    Layers patched together share one options object; each distinct object is replaced (and
+    validated) once, so a value is checked once however many layers it reaches.
+    """
+    changes = {"ssprop": {"keep": keep},
+               "dither": {"scale": scale, "enabled": dither}}
+    changes = {m: {k: v for k, v in c.items() if v is not None} for m, c in changes.items()}
+    replaced: dict[int, LayerOptions] = {}
+    changed = 0
+    for m in patched_modules(model).values():
+        kw = changes[m.sparse_method]
+        if not kw:
+            continue
+        old = m.sparse_options
+        if id(old) not in replaced:
+            replaced[id(old)] = dataclasses.replace(old, **kw)
+        m.sparse_options = replaced[id(old)]
+        changed += 1
+    return changed
 
 
 def sparse_stats(model: nn.Module) -> dict[str, Any]:
@@ -363,7 +395,7 @@ def sparse_stats(model: nn.Module) -> dict[str, Any]:
 @contextlib.contextmanager
 def sparse_backward(
     model: nn.Module,
-    method: str = "ssprop",
+    method: str | LayerOptions = "ssprop",
     keep: float | None = None,
     scale: float | None = None,
     include: str | Iterable[str] | None = None,

@@ -23,25 +23,31 @@ swaps an existing module's class to; they keep every parameter under the same na
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "MIN_CHANNELS_PER_GROUP",
     "SSPROP_SELECT",
     "SsPropConv2d",
     "SsPropLinear",
+    "SsPropOptions",
     "check_keep",
     "num_kept",
     "select_channels",
     "ssprop_conv2d",
     "ssprop_linear",
+    "slicing_pays",
 ]
 
 SSPROP_SELECT = ("topk", "random")
 _GROUP_SELECT = ("global", "balanced")
+_GROUPED = ("auto", "sliced")
+MIN_CHANNELS_PER_GROUP = 2
 
 
 def check_keep(keep: Any) -> float:
@@ -60,11 +66,50 @@ def num_kept(keep: float, channels: int) -> int:
     return max(1, int(math.floor(keep * channels + 1e-9)))
 
 
-def _check_select(select: str, group_select: str = "global") -> None:
-    if select not in SSPROP_SELECT:
-        raise ValueError(f"select must be one of {SSPROP_SELECT}, got {select!r}")
-    if group_select not in _GROUP_SELECT:
-        raise ValueError(f"group_select must be one of {_GROUP_SELECT}, got {group_select!r}")
+@dataclass(frozen=True)
+class SsPropOptions:
+    """One layer's ssProp settings, validated once here.
+
+    Frozen, so one instance is shared by every layer a :func:`~dgsamp.methods.patch.patch` call
+    makes and handed to the autograd Function as is; ``dataclasses.replace`` (what
+    ``set_sparsity`` does) makes a validated copy. ``grouped`` decides the depthwise case: with
+    ``'auto'`` (default) a patched depthwise conv keeps its dense backward (:func:`slicing_pays`),
+    with ``'sliced'`` it is sliced like every other conv. The functional ``ssprop_conv2d``
+    always slices.
+    """
+
+    keep: float = 0.5
+    select: str = "topk"
+    group_select: str = "global"
+    only_weight: bool = False
+    rescale: bool = False
+    generator: torch.Generator | None = None
+    grouped: str = "auto"
+    method: ClassVar[str] = "ssprop"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep", check_keep(self.keep))
+        if self.select not in SSPROP_SELECT:
+            raise ValueError(f"select must be one of {SSPROP_SELECT}, got {self.select!r}")
+        if self.group_select not in _GROUP_SELECT:
+            raise ValueError(f"group_select must be one of {_GROUP_SELECT}, "
+                             f"got {self.group_select!r}")
+        if self.grouped not in _GROUPED:
+            raise ValueError(f"grouped must be one of {_GROUPED}, got {self.grouped!r}")
+        object.__setattr__(self, "only_weight", bool(self.only_weight))
+        object.__setattr__(self, "rescale", bool(self.rescale))
+
+
+def slicing_pays(conv: nn.Conv2d) -> bool:
+    """Whether the sliced backward can beat the dense one for this conv's shape.
+
+    A depthwise conv (one input channel per group) does ~k²·HW multiply-adds per channel, about
+    what the copies of slicing cost (dY and X gathered, dX scattered back): measured on this CPU
+    its sliced backward is never faster than the dense one (tools/benchmark_sparse.py, per layer
+    ``depthwise``), and it made ConvNeXt-atto's whole step slower than dense. Grouped convs with
+    ``MIN_CHANNELS_PER_GROUP`` or more input channels per group slice like dense ones.
+    """
+    return conv.groups == 1 or conv.in_channels // conv.groups >= MIN_CHANNELS_PER_GROUP
 
 
 def channel_scores(dy: Tensor, channel_dim: int) -> Tensor:
@@ -188,19 +233,21 @@ class _SsPropConv2dFn(torch.autograd.Function):
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conf
-        keep, select, group_select, only_weight, rescale, generator = ctx.opts
+        o = ctx.opts
+        only_weight = o.only_weight
         x_dtype, w_dtype = x.dtype, w.dtype
         if x.dtype != dy.dtype:  # autocast forward: dy comes in the low-precision type
             x = x.to(dy.dtype)
         if w.dtype != dy.dtype:
             w = w.to(dy.dtype)
-        idx = select_channels(channel_scores(dy, 1), keep, select, groups, group_select, generator)
+        idx = select_channels(channel_scores(dy, 1), o.keep, o.select, groups, o.group_select,
+                              o.generator)
         mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2])
         dx, dw, db = _conv_backward_sliced(dy, x, w, idx, stride, padding, dilation, groups,
                                            mask, only_weight)
         c_out = w.shape[0]
-        if rescale:
+        if o.rescale:
             f = c_out / idx.numel()
             dw = dw.mul_(f) if dw is not None else None
             db = db.mul_(f) if db is not None else None
@@ -227,14 +274,15 @@ class _SsPropLinearFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        keep, select, _group_select, only_weight, rescale, generator = ctx.opts
+        o = ctx.opts
+        only_weight, rescale = o.only_weight, o.rescale
         x_dtype, w_dtype = x.dtype, w.dtype
         x = x.to(dy.dtype)
         w = w.to(dy.dtype)
         out_f, in_f = w.shape
         dy2 = dy.reshape(-1, out_f)
         x2 = x.reshape(-1, in_f)
-        idx = select_channels(channel_scores(dy2, 1), keep, select, 1, "global", generator)
+        idx = select_channels(channel_scores(dy2, 1), o.keep, o.select, 1, "global", o.generator)
         dy_s = dy2.index_select(1, idx)  # (N, k)
         f = out_f / idx.numel() if rescale else 1.0
         dx = dw = db = None
@@ -258,12 +306,6 @@ class _SsPropLinearFn(torch.autograd.Function):
         if ctx.stats is not None:
             ctx.stats.kept_fraction = idx.numel() / out_f
         return dx, dw, db, None, None
-
-
-def _opts(keep, select, group_select, only_weight, rescale, generator):
-    keep = check_keep(keep)
-    _check_select(select, group_select)
-    return (keep, select, group_select, bool(only_weight), bool(rescale), generator)
 
 
 def ssprop_conv2d(
@@ -291,7 +333,14 @@ def ssprop_conv2d(
     and the convolution runs with padding 0, as ``nn.Conv2d`` does. ``keep == 1`` is the plain
     ``F.conv2d`` (exact dense autograd). ``stats``, if given, gets ``kept_fraction`` written.
     """
-    opts = _opts(keep, select, group_select, only_weight, rescale, generator)
+    opts = SsPropOptions(keep, select, group_select, only_weight, rescale, generator, "sliced")
+    return _conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, opts, stats)
+
+
+def _conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any,
+            dilation: Any, groups: int, padding_mode: str, opts: SsPropOptions,
+            stats: Any) -> Tensor:
+    """ssprop_conv2d on options validated already (what the module calls every forward)."""
     stride = _pair(stride)
     dilation = _pair(dilation)
     if isinstance(padding, str):
@@ -305,7 +354,7 @@ def ssprop_conv2d(
         ph, pw = padding
         x = F.pad(x, (pw, pw, ph, ph), mode=padding_mode)
         padding = (0, 0)
-    if opts[0] >= 1.0:
+    if opts.keep >= 1.0:
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     return _SsPropConv2dFn.apply(x, weight, bias, stride, padding, dilation, groups, opts, stats)
 
@@ -323,8 +372,13 @@ def ssprop_linear(
     stats: Any = None,
 ) -> Tensor:
     """``F.linear`` (any leading dims) whose backward keeps only ``keep`` of the out features."""
-    opts = _opts(keep, select, "global", only_weight, rescale, generator)
-    if opts[0] >= 1.0:
+    opts = SsPropOptions(keep, select, "global", only_weight, rescale, generator)
+    return _linear(x, weight, bias, opts, stats)
+
+
+def _linear(x: Tensor, weight: Tensor, bias: Tensor | None, opts: SsPropOptions,
+            stats: Any) -> Tensor:
+    if opts.keep >= 1.0:
         return F.linear(x, weight, bias)
     return _SsPropLinearFn.apply(x, weight, bias, opts, stats)
 
@@ -357,60 +411,61 @@ def _resolve_str_padding(padding: str, ksize, stride, dilation):
 
 
 class _SsPropMixin:
-    """Attributes and helpers shared by the ssProp module classes."""
+    """Attributes and helpers shared by the ssProp module classes.
+
+    ``sparse_options`` (an :class:`SsPropOptions`) is the layer's whole configuration;
+    ``kept_fraction`` is what the last backward measured.
+    """
 
     #: attributes patch.py adds on patching and removes on unpatching
-    _sparse_attrs = ("keep", "select", "group_select", "only_weight", "rescale", "generator",
-                     "kept_fraction")
+    _sparse_attrs = ("sparse_options", "kept_fraction", "_dense_backward")
     sparse_method = "ssprop"
+    options_class = SsPropOptions
 
-    def _sparse_init(self, keep: float = 0.5, select: str = "topk", group_select: str = "global",
-                     only_weight: bool = False, rescale: bool = False,
-                     generator: torch.Generator | None = None) -> None:
-        _check_select(select, group_select)
-        self.keep = check_keep(keep)
-        self.select = select
-        self.group_select = group_select
-        self.only_weight = bool(only_weight)
-        self.rescale = bool(rescale)
-        self.generator = generator
-        self.kept_fraction = None  # measured k / C_out of the last backward
+    def _sparse_init(self, options: SsPropOptions | None = None, **kwargs: Any) -> None:
+        """Attach ``options`` (or ``SsPropOptions(**kwargs)``) to this layer."""
+        self.sparse_options = options if options is not None else SsPropOptions(**kwargs)
+        self._dense_backward = (isinstance(self, nn.Conv2d) and self.sparse_options.grouped ==
+                                "auto" and not slicing_pays(self))
+        # measured k / C_out of the last backward; a layer kept dense uses every channel
+        self.kept_fraction = 1.0 if self._dense_backward else None
 
-    def set_sparsity(self, keep: float | None = None, scale: float | None = None) -> None:
-        """Change the keep fraction (``scale`` is the dither knob and is ignored here)."""
-        if keep is not None:
-            self.keep = check_keep(keep)
+    @property
+    def keep(self) -> float:
+        """The keep fraction the next backward uses."""
+        return self.sparse_options.keep
+
+    def set_sparsity(self, keep: float) -> None:
+        """Change the keep fraction (what schedules drive)."""
+        self.sparse_options = replace(self.sparse_options, keep=keep)
 
 
 class SsPropConv2d(_SsPropMixin, nn.Conv2d):
     """``nn.Conv2d`` with the ssProp backward. Made by patching (class swap), not constructed.
 
     Only ``_conv_forward`` is overridden, so ``forward`` and every parameter name stay those of
-    ``nn.Conv2d``.
+    ``nn.Conv2d``. A depthwise conv keeps its dense backward unless ``grouped='sliced'``
+    (:func:`slicing_pays`).
     """
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if self.keep >= 1.0:
+        if self._dense_backward or self.sparse_options.keep >= 1.0:
             return super()._conv_forward(input, weight, bias)
-        return ssprop_conv2d(
-            input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
-            keep=self.keep, select=self.select, group_select=self.group_select,
-            only_weight=self.only_weight, rescale=self.rescale, padding_mode=self.padding_mode,
-            generator=self.generator, stats=self)
+        return _conv2d(input, weight, bias, self.stride, self.padding, self.dilation,
+                       self.groups, self.padding_mode, self.sparse_options, self)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", ssprop_keep={self.keep}, select={self.select}"
+        o = self.sparse_options
+        dense = ", dense backward (depthwise)" if self._dense_backward else ""
+        return super().extra_repr() + f", ssprop_keep={o.keep}, select={o.select}{dense}"
 
 
 class SsPropLinear(_SsPropMixin, nn.Linear):
     """``nn.Linear`` with the ssProp backward on its output features."""
 
     def forward(self, input: Tensor) -> Tensor:
-        if self.keep >= 1.0:
-            return F.linear(input, self.weight, self.bias)
-        return ssprop_linear(input, self.weight, self.bias, keep=self.keep, select=self.select,
-                             only_weight=self.only_weight, rescale=self.rescale,
-                             generator=self.generator, stats=self)
+        return _linear(input, self.weight, self.bias, self.sparse_options, self)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", ssprop_keep={self.keep}, select={self.select}"
+        o = self.sparse_options
+        return super().extra_repr() + f", ssprop_keep={o.keep}, select={o.select}"
