@@ -393,10 +393,10 @@ def test_compare_table_groups_seeds_and_plots(tmp_path, capsys):
             run("fast_s0", 81.0, 2e9, 60.0, 30.0)]
     summary = compare.main(dirs + ["--baseline", "dense", "--out", str(tmp_path / "cmp")])
     assert list(summary) == ["dense", "fast"] and summary["dense"]["n"] == 2
-    assert summary["dense"]["acc"] == (81.0, 1.0)  # mean ± standard error
+    assert summary["dense"]["acc"] == (81.0, 1.0, 2)  # mean ± standard error, n
     out = capsys.readouterr().out
     assert "| fast | 1 |" in out and "50.0% (+50.0% saved)" in out
-    assert "| +0.00 | +1.00 ± 0.00 (1) |" in out  # fast_s0 − dense_s0, the one shared seed
+    assert "| +0.00 | +1.00 ± n/a (1) |" in out  # fast_s0 − dense_s0: one seed, SE not measured
     # paired over seeds: per-seed spread cancels, a seed only one side has is left out
     runs = lambda name, accs: [dict(name=f"{name}_s{k}", metrics={"acc": a})  # noqa: E731
                                for k, a in accs.items()]

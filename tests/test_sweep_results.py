@@ -14,12 +14,12 @@ from conftest import ROOT
 from dgsamp.evaluation.model_selection import (
     build_tables,
     find_runs,
-    mean_se,
     select,
     to_csv,
     to_latex,
     to_markdown,
 )
+from dgsamp.evaluation.stats import mean_se, paired_difference
 from dgsamp.models.algorithms.hparams import draw_hparams
 
 COLORED = str(ROOT / "configs/dg/erm_colored_digits.py")
@@ -213,6 +213,16 @@ def test_tables_mean_se_and_formats(tmp_path):
 
 
 def test_mean_se_small_samples():
-    assert mean_se([])[2] == 0
-    m, se, n = mean_se([3.0])
-    assert m == 3.0 and math.isnan(se) and n == 1
+    assert mean_se([]) == (None, None, 0)
+    assert mean_se([3.0]) == (3.0, None, 1)  # one seed: the SE is not measured (not 0, not nan)
+    m, se, n = mean_se([1.0, 2.0, 6.0])
+    assert (m, n) == (3.0, 3) and math.isclose(se, math.sqrt(7.0 / 3.0))
+    assert mean_se([1.0, None]) == (None, None, 2)  # a missing run makes the mean unknown
+
+
+def test_paired_difference_over_shared_keys():
+    base = {0: 70.0, 1: 80.0, 2: 90.0, 3: None}
+    m, se, n = paired_difference({0: 69.0, 1: 79.5, 2: 88.5, 3: 5.0, 7: 10.0}, base)
+    assert n == 3 and math.isclose(m, -1.0) and math.isclose(se, 0.5 / math.sqrt(3))
+    assert paired_difference({0: 71.0}, base) == (1.0, None, 1)
+    assert paired_difference({5: 1.0}, base) == (None, None, 0)

@@ -6,7 +6,8 @@ cost.json, else ``results.json`` from tools/train.py, else the last line of mmen
 name without a trailing ``_s<seed>`` / ``_seed<seed>``, or ``--group REGEX``'s first group), and
 prints a markdown table with mean ± standard error and savings relative to ``--baseline``. Where a
 setting and the baseline share seeds, the table also gives the paired accuracy difference over
-those seeds (seed by seed, then mean ± SE): runs of one seed share their initialisation and data
+those seeds (seed by seed, then mean ± SE; ``dgsamp.evaluation.stats``, whose SE is n/a for
+one value): runs of one seed share their initialisation and data
 order, so the paired SE is the fair one for "within N points" (often much smaller).
 Plots (PNG, matplotlib Agg) go to ``--out``: accuracy vs training FLOPs, accuracy vs wall time,
 accuracy vs energy, per-domain accuracy bars. ``--curve METRIC`` adds the mean of METRIC at every
@@ -18,9 +19,6 @@ validation step, per setting (learning curves, from scalars.json).
 from __future__ import annotations
 
 import argparse
-import glob
-import json
-import math
 import os
 import os.path as osp
 import re
@@ -28,51 +26,24 @@ import statistics
 import sys
 from collections import OrderedDict
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from dgsamp.evaluation.runs import load_json, scalar_records  # noqa: E402
+from dgsamp.evaluation.stats import MeanSE, mean_se, paired_difference  # noqa: E402
+
 SEED_SUFFIX = re.compile(r"[_-](?:s|seed)(\d+)$")
-SUMMARY_KEYS = ("acc/train_domains", "acc/test_domains")
-
-
-def _load_json(path: str):
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+GROUPS = ("train_domains", "test_domains")  # <metric>/<group>: means over domains, not domains
 
 
 def _scalar_records(run_dir: str, metric: str) -> list[dict]:
-    """The records of mmengine's scalars.json (or <timestamp>.json) holding ``metric``, in order
-    (validation records carry ``step``: the epoch, or the iteration of an iteration-based run)."""
-    files = []
-    for vis in sorted(glob.glob(osp.join(run_dir, "*", "vis_data"))):
-        # scalars.json and <timestamp>.json hold the same records: read one of them
-        scalars = osp.join(vis, "scalars.json")
-        files += [scalars] if osp.isfile(scalars) else sorted(glob.glob(osp.join(vis, "*.json")))
-    found = []
-    for f in files:
-        try:
-            with open(f) as fh:
-                for line in fh:
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if metric in rec:
-                        found.append(rec)
-        except OSError:
-            continue
-    return found
-
-
-def _scalars_metrics(run_dir: str, metric: str) -> dict | None:
-    """The last record holding ``metric``."""
-    recs = _scalar_records(run_dir, metric)
-    return recs[-1] if recs else None
+    """The records of mmengine's scalars.json holding ``metric``, in order (validation records
+    carry ``step``: the epoch, or the iteration of an iteration-based run)."""
+    return [rec for rec in scalar_records(run_dir) if metric in rec]
 
 
 def load_run(run_dir: str, metric: str) -> dict | None:
     """One run: its cost report, its metrics and where the metrics came from."""
-    cost = _load_json(osp.join(run_dir, "cost.json"))
+    cost = load_json(osp.join(run_dir, "cost.json"))
     if cost is None:
         print(f"[compare] {run_dir}: no cost.json, left out", file=sys.stderr)
         return None
@@ -87,13 +58,13 @@ def load_run(run_dir: str, metric: str) -> dict | None:
             metrics, msrc = m[key], f"cost.json metrics.{key}"
             break
     if metrics is None:
-        res = _load_json(osp.join(run_dir, "results.json"))
+        res = load_json(osp.join(run_dir, "results.json"))
         if res and metric in (res.get("metrics") or {}):
             metrics, msrc = res["metrics"], "results.json"
     if metrics is None:
-        rec = _scalars_metrics(run_dir, metric)
-        if rec:
-            metrics, msrc = rec, "scalars.json"
+        recs = _scalar_records(run_dir, metric)
+        if recs:
+            metrics, msrc = recs[-1], "scalars.json"
     return dict(dir=run_dir, name=osp.basename(osp.normpath(run_dir)), cost=cost,
                 metrics=metrics or {}, metrics_source=msrc)
 
@@ -123,7 +94,7 @@ def run_numbers(run: dict, metric: str) -> dict:
     energy = t.get("energy_train_j", {}).get("total", {})
     return OrderedDict(
         acc=run["metrics"].get(metric),
-        acc_train=run["metrics"].get("acc/train_domains"),
+        acc_train=run["metrics"].get(f"{metric.partition('/')[0]}/train_domains"),
         flops=_value(t, "flops", "train"),
         flops_eff=_value(t, "flops", "train_effective"),
         time=_value(t, "time_s", "train"),
@@ -133,15 +104,6 @@ def run_numbers(run: dict, metric: str) -> dict:
         epochs=len(c.get("epochs") or []),
         overhead=_value(c, "overhead", "fraction_of_run"),
     )
-
-
-def mean_se(values: list) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None]
-    if not vals or len(vals) < len(values):
-        return None, None  # a missing value makes the group's number unknown, not smaller
-    m = statistics.fmean(vals)
-    se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
-    return m, se
 
 
 def summarise(runs: list[dict], metric: str, pattern: str | None) -> OrderedDict:
@@ -158,10 +120,12 @@ def summarise(runs: list[dict], metric: str, pattern: str | None) -> OrderedDict
         srcs = {n["energy_source"] for n in nums}
         s["energy_source"] = "; ".join(sorted(x for x in srcs if x))
         domains: dict[str, list] = {}
+        name = metric.partition("/")[0]  # the metric's per-domain keys: <name>/<domain>
         for r in rs:
             for k, v in r["metrics"].items():
-                if k.startswith("acc/") and k not in SUMMARY_KEYS and isinstance(v, (int, float)):
-                    domains.setdefault(k[4:], []).append(v)
+                head, _, domain = k.partition("/")
+                if head == name and domain not in GROUPS and isinstance(v, (int, float)):
+                    domains.setdefault(domain, []).append(v)
         s["domains"] = {d: mean_se(v) for d, v in domains.items() if len(v) == len(rs)}
         out[g] = s
     return out
@@ -172,21 +136,17 @@ def seed_of(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def paired_delta(runs: list[dict], base_runs: list[dict], metric: str
-                 ) -> tuple[float | None, float | None, int]:
+def paired_delta(runs: list[dict], base_runs: list[dict], metric: str) -> MeanSE:
     """Mean ± SE over shared seeds of (run − baseline run of the same seed); n shared seeds."""
-    base = {seed_of(r["name"]): r["metrics"].get(metric) for r in base_runs}
-    diffs = [r["metrics"][metric] - base[k] for r in runs
-             for k in [seed_of(r["name"])]
-             if k is not None and base.get(k) is not None and r["metrics"].get(metric) is not None]
-    if not diffs:
-        return None, None, 0
-    m, se = mean_se(diffs)
-    return m, se, len(diffs)
+    def by_seed(rs: list[dict]) -> dict:
+        return {k: r["metrics"].get(metric) for r in rs
+                if (k := seed_of(r["name"])) is not None}
+
+    return paired_difference(by_seed(runs), by_seed(base_runs))
 
 
-def _fmt(ms, scale=1.0, digits=3, unit=""):
-    m, se = ms
+def _fmt(ms: MeanSE, scale=1.0, digits=3, unit=""):
+    m, se, _ = ms
     if m is None:
         return "n/a"
     if se:
@@ -215,7 +175,8 @@ def markdown_table(summary: OrderedDict, baseline: str | None, metric: str) -> s
                  else s["acc"][0] - base["acc"][0])
             row.append("n/a" if d is None else f"{d:+.2f}")
             pm, pse, pn = paired_delta(s["runs"], base["runs"], metric)
-            row.append("n/a" if pm is None else f"{pm:+.2f} ± {pse:.2f} ({pn})")
+            pse = "n/a" if pse is None else f"{pse:.2f}"  # one shared seed: SE not measured
+            row.append("n/a" if pm is None else f"{pm:+.2f} ± {pse} ({pn})")
             for k in ("flops", "time", "energy"):
                 r = _ratio(s[k][0], base[k][0])
                 row.append("n/a" if r is None else f"{100 * r:.1f}% ({100 * (1 - r):+.1f}% saved)")

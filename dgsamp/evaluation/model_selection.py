@@ -17,7 +17,7 @@ the test domain:
 
 Selection decides on validation numbers alone: `select` reads test-domain accuracy only from
 the record it has chosen (tests poison every other test-domain number and compare).
-Results are mean ± standard error (sample standard deviation / sqrt(n)) over trial seeds; the
+Results are mean ± standard error over trial seeds (`dgsamp.evaluation.stats.mean_se`); the
 average column averages each seed's per-domain results (seeds with every domain) first.
 """
 
@@ -26,13 +26,14 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
-import math
 import os
 import os.path as osp
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from .runs import load_json, validation_records
+from .stats import MeanSE, mean_se
 
 SELECTIONS = {
     "train_domain": "training-domain validation",
@@ -57,26 +58,9 @@ class Run:
 
 
 def read_records(work_dir: str) -> list[dict]:
-    """Validation records of a work dir (every timestamp folder, a resumed run's too).
-
-    One record per step; where a step was evaluated twice (a resumed run, or SWAD's final
-    evaluation of the averaged weights) the later evaluation wins.
-    """
-    by_step: dict[int, dict] = {}
-    paths = sorted(glob.glob(osp.join(work_dir, "*", "vis_data", "scalars.json")))
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                row = json.loads(line)
-                if not any(k.startswith("acc/") for k in row):
-                    continue
-                rec = {k: float(v) for k, v in row.items() if k.startswith("acc/")}
-                rec["step"] = int(row.get("step", len(by_step)))
-                by_step[rec["step"]] = rec
-    return [by_step[s] for s in sorted(by_step)]
+    """Validation records of a work dir (every timestamp folder, a resumed run's too), one per
+    step, the later evaluation of a step winning (`runs.validation_records`)."""
+    return validation_records(work_dir, "acc/")
 
 
 def _job_from_config(work_dir: str) -> dict | None:
@@ -95,11 +79,8 @@ def _job_from_config(work_dir: str) -> dict | None:
 
 def load_run(work_dir: str) -> Run | None:
     """A run from a work dir: ``job.json`` (written by tools/sweep.py) or the dumped config."""
-    job_path = osp.join(work_dir, "job.json")
-    if osp.isfile(job_path):
-        with open(job_path) as f:
-            job = json.load(f)
-    else:
+    job = load_json(osp.join(work_dir, "job.json"))
+    if job is None:
         job = _job_from_config(work_dir)
         if job is None:
             return None
@@ -218,24 +199,12 @@ def select(runs: Iterable[Run], selection: str = "train_domain"
 
 
 # -- tables ---------------------------------------------------------------------------------
-def mean_se(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, standard error (sample std / sqrt(n); nan for n < 2) and n."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, 0
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan, n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n), n
-
-
 @dataclass
 class Table:
     dataset: str
     selection: str
     domains: list[str]
-    rows: dict[str, dict[str, tuple[float, float, int]]]  # algorithm -> column -> (m, se, n)
+    rows: dict[str, dict[str, MeanSE]]  # algorithm -> column -> mean ± SE over seeds
 
 
 def build_tables(runs: Sequence[Run], selection: str = "train_domain") -> list[Table]:
@@ -262,11 +231,11 @@ def build_tables(runs: Sequence[Run], selection: str = "train_domain") -> list[T
     return tables
 
 
-def _cell(value: tuple[float, float, int], pm: str = "±") -> str:
-    m, se, n = value
-    if n == 0:
+def _cell(value: MeanSE, pm: str = "±") -> str:
+    m, se, _ = value
+    if m is None:
         return "–"
-    return f"{m:.1f} {pm} {se:.1f}" if not math.isnan(se) else f"{m:.1f}"
+    return f"{m:.1f} {pm} {se:.1f}" if se is not None else f"{m:.1f}"
 
 
 def _seeds(table: Table) -> str:
@@ -312,6 +281,6 @@ def to_csv(tables: Sequence[Table]) -> str:
             for col in [*t.domains, "Avg"]:
                 m, se, n = row[col]
                 writer.writerow([SELECTIONS[t.selection], t.dataset, alg, col,
-                                 "" if math.isnan(m) else f"{m:.4f}",
-                                 "" if math.isnan(se) else f"{se:.4f}", n])
+                                 "" if m is None else f"{m:.4f}",
+                                 "" if se is None else f"{se:.4f}", n])
     return buf.getvalue()
