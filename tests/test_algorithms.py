@@ -112,14 +112,17 @@ def test_dann_discriminator_has_its_own_optimizer():
     assert d_params == disc_params and not (main_params & disc_params)
     assert main_params == {id(p) for p in model.parameters()} - disc_params
     assert wrappers["discriminator"].optimizer.param_groups[0]["betas"] == (0.5, 0.9)
-    d0 = [p.detach().clone() for p in model.discriminator.parameters()]
-    f0 = [p.detach().clone() for p in model.featurizer.parameters()]
-    log = model.train_step(_batch(), wrappers)
-    assert "loss_disc" in log and int(model.update_count) == 1
-    assert all(not torch.equal(a, b) for a, b in
-               zip(d0, model.discriminator.parameters(), strict=True))
-    assert any(not torch.equal(a, b) for a, b in
-               zip(f0, model.featurizer.parameters(), strict=True))
+    # DomainBed's alternation: update 1 trains featurizer + classifier, update 2 the discriminator
+    for phase, moved, still in (("generator", model.featurizer, model.discriminator),
+                                ("discriminator", model.discriminator, model.featurizer)):
+        assert model.phase() == phase
+        m0 = [p.detach().clone() for p in moved.parameters()]
+        s0 = [p.detach().clone() for p in still.parameters()]
+        log = model.train_step(_batch(), wrappers)
+        assert ("loss_adv" in log) == (phase == "generator") != ("loss_disc" in log)
+        assert any(not torch.equal(a, b) for a, b in zip(m0, moved.parameters(), strict=True))
+        assert all(torch.equal(a, b) for a, b in zip(s0, still.parameters(), strict=True))
+    assert int(model.update_count) == 2
     with pytest.raises(ValueError, match="names no sub-module"):
         OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
             type="PerModuleOptimWrapperConstructor", optim_wrapper_cfg=dict(
@@ -144,11 +147,28 @@ def test_dann_featurizer_gets_reversed_discriminator_gradient():
 
 
 def test_cdann_conditions_on_labels_and_predictions_for_unlabeled():
+    torch.manual_seed(0)
     model = _model("CDANN")
-    assert model.discriminator.class_embed is not None
-    log = model.train_step(_batch(target=1), OptimWrapper(torch.optim.SGD(
-        model.parameters(), lr=0.01)))
-    assert torch.isfinite(log["loss_disc"])
+    embed = model.discriminator.class_embed.weight  # DomainBed's nn.Embedding init: N(0, 1)
+    assert embed.shape == (model.featurizer.num_features, 10)
+    assert abs(float(embed.std()) - 1.0) < 0.05 and abs(float(embed.mean())) < 0.05
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    for key in ("loss_adv", "loss_disc"):  # a generator, then a discriminator update
+        log = model.train_step(_batch(target=1), wrapper)
+        assert torch.isfinite(log[key])
+
+
+def test_dann_schedule_and_options_are_checked():
+    model = _model("DANN", d_steps_per_g_step=3)
+    phases = []
+    for _ in range(8):
+        phases.append(model.phase()[0])
+        model.update_count += 1
+    assert "".join(phases) == "ddgdddgd"  # DomainBed: count n is a D step iff n % 4 < 3
+    assert _model("DANN", d_steps_per_g_step=0).phase() == "joint"
+    assert _model("CDANN").class_balance and not _model("DANN").class_balance
+    with pytest.raises(ValueError, match="d_steps_per_g_step"):
+        _model("DANN", d_steps_per_g_step=1.5)
 
 
 def test_irm_and_vrex_switch_penalty_on_and_reset_adam():

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 
 from ...datasets.samplers import UNLABELED
+from ...engine.runner_utils import optim_wrappers
 from ..classifier import DomainClassifier
 
 
@@ -25,11 +26,9 @@ def domain_groups(domains: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
             for d in torch.unique(domains, sorted=True)]
 
 
-def reset_optimizer_state(optim_wrapper: OptimWrapper) -> None:
+def reset_optimizer_state(optim_wrapper: OptimWrapper | OptimWrapperDict) -> None:
     """Forget Adam's moments (DomainBed does this when IRM/VREx penalties switch on)."""
-    wrappers = (optim_wrapper.values() if isinstance(optim_wrapper, OptimWrapperDict)
-                else [optim_wrapper])
-    for w in wrappers:
+    for w in optim_wrappers(optim_wrapper):
         w.optimizer.state.clear()
 
 

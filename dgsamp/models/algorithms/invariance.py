@@ -1,8 +1,15 @@
 """IRM and V-REx: penalties that ask the per-domain risks to agree (DomainBed's versions).
 
 Both switch their penalty on after ``anneal_iters`` updates (weight 1 before, ``penalty_weight``
-after) and reset Adam's moments at the switch, as DomainBed does, because the loss scale jumps.
-Counting goes by the ``update_count`` buffer, so resume keeps the schedule.
+after) and reset Adam's moments at the switch, because the loss scale jumps. Counting goes by
+the ``update_count`` buffer, so resume keeps the schedule.
+
+After the switch DomainBed minimises ``risk + penalty_weight * penalty`` as it is
+(facebookresearch/DomainBed domainbed/algorithms.py at b93c22a: IRM line 618, VREx line 772);
+that is the default here. The IRM authors' code (facebookresearch/InvariantRiskMinimization,
+code/colored_mnist/main.py at 6aad47e, "Rescale the entire loss") divides that loss by
+``penalty_weight`` once it exceeds 1; ``rescale_after_anneal=True`` gives their variant, for
+VREx the same rescaling.
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from .base import DGAlgorithm, domain_groups, reset_optimizer_state
 
 class _Penalized(DGAlgorithm):
     def __init__(self, model_name: str, num_classes: int, penalty_weight: float = 1e2,
-                 anneal_iters: int = 500, in_chans: int = 3, pretrained: str | None = None,
+                 anneal_iters: int = 500, rescale_after_anneal: bool = False,
+                 in_chans: int = 3, pretrained: str | None = None,
                  model_kwargs: dict | None = None, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None):
         super().__init__(model_name, num_classes, in_chans=in_chans, pretrained=pretrained,
                          model_kwargs=model_kwargs, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
         self.penalty_weight, self.anneal_iters = penalty_weight, anneal_iters
+        self.rescale_after_anneal = rescale_after_anneal
 
     def current_weight(self) -> float:
         return self.penalty_weight if int(self.update_count) >= self.anneal_iters else 1.0
@@ -41,8 +50,8 @@ class _Penalized(DGAlgorithm):
         risk, penalty = self.penalty(logits, labels, groups)
         weight = self.current_weight()
         total = risk + weight * penalty
-        if weight > 1.0:
-            total = total / weight  # keep gradients on the same scale (DomainBed)
+        if self.rescale_after_anneal and weight > 1.0:
+            total = total / weight  # the IRM/REx authors' variant (module docstring)
         return dict(loss=total, risk=risk.detach(), penalty=penalty.detach())
 
     def train_step(self, data, optim_wrapper):
@@ -59,11 +68,13 @@ class IRM(_Penalized):
     Args:
         penalty_weight: lambda after annealing (DomainBed's irm_lambda, default 100).
         anneal_iters: updates with weight 1 first (DomainBed's irm_penalty_anneal_iters).
+        rescale_after_anneal: divide the loss by the weight after the switch (the IRM
+            authors' code; DomainBed does not, the default).
     """
 
     @staticmethod
     def _irm_penalty(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        scale = torch.ones((), device=logits.device, requires_grad=True)
+        scale = torch.ones((), dtype=logits.dtype, device=logits.device, requires_grad=True)
         loss_1 = F.cross_entropy(logits[::2] * scale, y[::2])
         loss_2 = F.cross_entropy(logits[1::2] * scale, y[1::2])
         g1 = torch.autograd.grad(loss_1, [scale], create_graph=True)[0]
@@ -86,14 +97,18 @@ class VREx(_Penalized):
     Args:
         penalty_weight: lambda after annealing (DomainBed's vrex_lambda, default 10).
         anneal_iters: updates with weight 1 first (DomainBed's vrex_penalty_anneal_iters).
+        rescale_after_anneal: divide the loss by the weight after the switch (the IRM
+            authors' rescaling; DomainBed does not, the default).
     """
 
     def __init__(self, model_name: str, num_classes: int, penalty_weight: float = 1e1,
-                 anneal_iters: int = 500, in_chans: int = 3, pretrained: str | None = None,
+                 anneal_iters: int = 500, rescale_after_anneal: bool = False,
+                 in_chans: int = 3, pretrained: str | None = None,
                  model_kwargs: dict | None = None, data_preprocessor: dict | None = None,
                  init_cfg: dict | None = None):
         super().__init__(model_name, num_classes, penalty_weight=penalty_weight,
-                         anneal_iters=anneal_iters, in_chans=in_chans, pretrained=pretrained,
+                         anneal_iters=anneal_iters, rescale_after_anneal=rescale_after_anneal,
+                         in_chans=in_chans, pretrained=pretrained,
                          model_kwargs=model_kwargs, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
 

@@ -48,7 +48,7 @@ class Mixup(DGAlgorithm):
             xs.append(lam * inputs[gi] + (1 - lam) * inputs[gj])
             yi.append(labels[gi])
             yj.append(labels[gj])
-            lams.append(torch.full((n,), lam, device=inputs.device))
+            lams.append(torch.full((n,), lam, dtype=inputs.dtype, device=inputs.device))
         logits = self.logits(torch.cat(xs))
         lam_t, y1, y2 = torch.cat(lams), torch.cat(yi), torch.cat(yj)
         per_item = (lam_t * F.cross_entropy(logits, y1, reduction="none")

@@ -8,7 +8,8 @@ two agree). What changes from ERM:
 - every algorithm but ERM and MixStyle gets one minibatch per domain per step
   (`DomainBalancedBatchSampler`); the per-domain batch size keeps the total batch near ERM's;
 - DANN and CDANN get a second optimizer for the discriminator
-  (`PerModuleOptimWrapperConstructor`, Adam betas (0.5, 0.9) as in DomainBed).
+  (`PerModuleOptimWrapperConstructor`); with Adam, both Adams get DomainBed's betas
+  (beta1 = 0.5, 0.9) (`AbstractDANN`, domainbed/algorithms.py lines 502-514).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .hparams import SPACES
 NEEDS_DOMAINS = ("DANN", "CDANN", "GroupDRO")
 MIXED_BATCHES = ("ERM", "DomainClassifier", "MixStyle")
 ADVERSARIAL = ("DANN", "CDANN")
+DANN_BETAS = (0.5, 0.9)
 
 
 def apply_algorithm(cfg: Config, algorithm: str, num_domains: int,
@@ -46,9 +48,8 @@ def apply_algorithm(cfg: Config, algorithm: str, num_domains: int,
     if algorithm in ADVERSARIAL and cfg.optim_wrapper.get("constructor") is None:
         base = copy.deepcopy(cfg.optim_wrapper.to_dict()
                              if hasattr(cfg.optim_wrapper, "to_dict") else cfg.optim_wrapper)
-        disc = copy.deepcopy(base)
-        if disc.get("optimizer", {}).get("type") == "Adam":
-            disc["optimizer"]["betas"] = (0.5, 0.9)
+        if base.get("optimizer", {}).get("type") == "Adam":
+            base["optimizer"]["betas"] = DANN_BETAS
         cfg.optim_wrapper = dict(constructor="PerModuleOptimWrapperConstructor", model=base,
-                                 discriminator=disc)
+                                 discriminator=copy.deepcopy(base))
     return cfg
