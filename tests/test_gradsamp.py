@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -300,3 +301,48 @@ def test_state_dict_round_trip_is_exact(cfg):
         assert s.trained_epochs == ref.trained_epochs
         for p, q in zip(model.parameters(), ref_model.parameters(), strict=True):
             assert torch.equal(p, q)
+
+
+def test_state_with_other_settings_refused():
+    s = GradSampler(seed=5, schedule=dict(type="periodic", every=3))
+    state = s.state_dict()
+    GradSampler(seed=5, schedule=dict(type="periodic", every=3)).load_state_dict(state)
+    with pytest.raises(ValueError, match=r"saved with schedule=.*'every': 3.* but this run has "
+                                         r"schedule=.*'every': 4"):
+        GradSampler(seed=5, schedule=dict(type="periodic", every=4)).load_state_dict(state)
+    with pytest.raises(ValueError, match="tau=1.0 but this run has tau=0.5"):
+        GradSampler(seed=5, tau=0.5, schedule=dict(type="periodic", every=3)).load_state_dict(
+            state)
+
+
+def test_plan_follows_decide():
+    """`plan` is what a run does when no sample is refused (the toy loop above)."""
+    for cfg, epochs in ((dict(type="periodic", every=4, warmup=2), 20),
+                        (dict(type="periodic", every=3, warmup=4), 12),
+                        (dict(type="random", p=0.5, warmup=3), 40)):
+        model = _net()
+        ran = _run(lambda cfg=cfg: GradSampler(seed=7, schedule=cfg), epochs, model)
+        assert build_schedule(cfg).plan(epochs, seed=7) == ran.skipped_epochs
+    assert PeriodicSchedule(every=4, warmup=2).plan(20) == [2, 6, 10, 14, 18]
+
+
+def test_server_mode_on_plain_tensors():
+    """Federated server mode: a global model as plain tensors (e.g. from numpy arrays) moves in
+    place (the arrays with it); the integer counter (num_batches_tracked) does not."""
+    model = _net()
+    arrays = [v.detach().numpy().copy() for v in model.state_dict().values()]
+    tensors = [torch.from_numpy(a) for a in arrays]  # share memory with the arrays
+    counter = next(i for i, t in enumerate(tensors) if not t.is_floating_point())
+    s = GradSampler(seed=3)
+    s.observe(tensors, 0)
+    with torch.no_grad():
+        for t in tensors:
+            if t.is_floating_point():
+                t.add_(0.01 * torch.arange(t.numel(), dtype=t.dtype).view_as(t))
+    s.observe(tensors, 1)
+    before = [a.copy() for a in arrays]
+    assert s.step_skip(tensors, 2)["status"] == "applied"
+    assert np.array_equal(arrays[counter], before[counter])
+    moved = [i for i, (a, b) in enumerate(zip(arrays, before, strict=True))
+             if not np.array_equal(a, b)]
+    assert moved == [i for i in range(len(arrays)) if i != counter]

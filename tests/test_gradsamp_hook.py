@@ -121,7 +121,7 @@ def _lr_scheduler(by_epoch: bool = True):
 
 
 def _runner(work_dir, gradsamp: dict | None, *, max_epochs=7, max_iters=None, resume_from=None,
-            train_cfg=None, model=None, launcher="none", ckpt_interval=1):
+            train_cfg=None, model=None, launcher="none", ckpt_interval=1, optim_wrapper=None):
     torch.manual_seed(0)
     model = model if model is not None else ToyModel()
     data = ToyData()
@@ -143,7 +143,7 @@ def _runner(work_dir, gradsamp: dict | None, *, max_epochs=7, max_iters=None, re
                             collate_fn=dict(type="default_collate")),
         val_evaluator=[ToyAccuracy()], val_cfg=dict(),
         train_cfg=train_cfg,
-        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9)),
+        optim_wrapper=optim_wrapper or dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9)),
         param_scheduler=_lr_scheduler(by_epoch),
         default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=ckpt_interval,
                                            by_epoch=by_epoch),
@@ -246,6 +246,17 @@ def test_resume_reproduces_uninterrupted_run(dense_and_gradsamp, tmp_path, resum
         assert torch.equal(got[k], v), k
 
 
+@pytest.mark.parametrize("changed, match", [
+    (dict(schedule=dict(type="periodic", every=4, warmup=2)), "every"),
+    (dict(seed=2), "seed"),
+])
+def test_resume_with_other_settings_refused(dense_and_gradsamp, tmp_path, changed, match):
+    ckpt = osp.join(dense_and_gradsamp["gradsamp"]["work_dir"], "epoch_3.pth")
+    runner, _, _ = _runner(tmp_path, dict(GS, **changed), resume_from=ckpt)
+    with pytest.raises(ValueError, match=f"saved with .*{match}.* but this run has .*{match}"):
+        runner.train()
+
+
 def test_config_loop_alternative_and_custom_loop_rejected(tmp_path):
     runner, rec, _ = _runner(tmp_path / "a", GS, max_epochs=4, train_cfg=dict(
         type="GradSampEpochBasedTrainLoop", max_epochs=4, val_interval=2))
@@ -289,7 +300,8 @@ def test_iteration_windows_and_resume(tmp_path):
     gs, rec_g, data_g = _runner(tmp_path / "gs", GS, max_iters=40, ckpt_interval=5)
     gs.train()
     hook = _gs_hook(gs)
-    assert hook.window == 5 and hook.sampler.skipped_epochs == [2, 5]
+    assert gs.train_loop.window == 5 and hook.sampler.skipped_epochs == [2, 5]
+    assert gs.train_loop.gradsampler is hook.sampler  # the loop owns it, the hook set it up
     assert data_g.calls == 30 * BATCH and data_d.calls == 40 * BATCH
     assert rec_g.iters_run == 30 and gs.iter == dense.iter == 40
     assert gs.optim_wrapper.get_lr()["lr"][0] == pytest.approx(
@@ -308,7 +320,8 @@ def test_iteration_windows_and_resume(tmp_path):
 
 
 # -- DDP -------------------------------------------------------------------------------------------
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str):
+def _rank_main(rank: int, world: int, port: int, out_dir: str, train) -> None:
+    """One DDP rank: ``train(ddp_model, work_dir)`` on the toy model; its dict saved."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
@@ -318,18 +331,12 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
     model = MMDistributedDataParallel(module=ToyModel(), broadcast_buffers=False)
-    gs = dict(schedule=dict(type="random", p=0.5, warmup=2), distribution="ggd",
-              statistics="elementwise", seed=3)
-    runner, rec, data = _runner(osp.join(out_dir, f"rank{rank}"), gs, max_epochs=6,
-                                model=model, launcher="pytorch")
-    runner.train()
-    torch.save(dict(params=_params(runner), skipped=_gs_hook(runner).sampler.skipped_epochs,
-                    data=data.calls), osp.join(out_dir, f"rank{rank}.pt"))
+    torch.save(train(model, osp.join(out_dir, f"rank{rank}")), osp.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
-@pytest.mark.slow
-def test_ddp_ranks_stay_identical(tmp_path):
+def run_two_ranks(tmp_path, train) -> tuple[dict, dict]:
+    """``train`` (a module-level function) on two CPU DDP processes; both ranks' dicts."""
     import socket
 
     import torch.multiprocessing as mp
@@ -337,9 +344,22 @@ def test_ddp_ranks_stay_identical(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    mp.spawn(_rank_main, args=(2, port, str(tmp_path), train), nprocs=2, join=True)
+    return tuple(torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+
+
+def _train_rank(model, work_dir: str) -> dict:
+    gs = dict(schedule=dict(type="random", p=0.5, warmup=2), distribution="ggd",
+              statistics="elementwise", seed=3)
+    runner, rec, data = _runner(work_dir, gs, max_epochs=6, model=model, launcher="pytorch")
+    runner.train()
+    return dict(params=_params(runner), skipped=_gs_hook(runner).sampler.skipped_epochs,
+                data=data.calls)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_stay_identical(tmp_path):
+    r0, r1 = run_two_ranks(tmp_path, _train_rank)
     assert r0["skipped"] == r1["skipped"] and r0["skipped"], r0["skipped"]
     assert r0["data"] == r1["data"] == (6 - len(r0["skipped"])) * N_SAMPLES // 2
     for k, v in r0["params"].items():

@@ -1,6 +1,29 @@
 """GradSamp: skip whole epochs and replace their update by a sample fitted to recent updates.
 
-Plain PyTorch (no mmengine): the mmengine adapter is `dgsamp.engine.gradsamp_hook`.
+Plain PyTorch (no mmengine). One `GradSampler` serves every granularity; the unit it counts
+(``epoch`` below) is whatever the caller steps by:
+
+- epochs or iteration windows of an mmengine run: `dgsamp.engine.gradsamp_hook.GradSampHook`
+  (set-up, checkpoint state) with the skip-aware loops of `dgsamp.engine.loops` (which own the
+  sampler: decide, sample, record);
+- iterations: `dgsamp.engine.gradsamp_optim_wrapper.GradSampOptimWrapper` (the backward of a
+  sampled iteration is not run);
+- federated rounds ("server mode"): the server moves the global model by a sample fitted to the
+  last global update, on an ``nn.Module`` or a list of tensors, without mmengine::
+
+      sampler = GradSampler(schedule=dict(type='periodic', every=4, warmup=2), seed=0)
+      for rnd in range(num_rounds):
+          if sampler.should_skip(rnd, num_rounds):
+              if sampler.step_skip(global_tensors, rnd)['status'] == 'applied':
+                  continue                 # no client trains this round; tensors moved in place
+          global_tensors = aggregate(...)  # e.g. FedAvg, written into the same tensors or new ones
+          sampler.observe(global_tensors, rnd)
+      state = sampler.state_dict()         # the server's checkpoint; load_state_dict resumes it
+
+  ``global_tensors`` may be the model (its ``requires_grad`` parameters move) or a list of
+  tensors such as ``[torch.from_numpy(a) for a in ndarrays]`` (moved in place, so the arrays
+  move too): every floating-point tensor in it moves, integer ones (BatchNorm's
+  ``num_batches_tracked``) never do. Tensors are named by position, so keep their order.
 
 On a skipped epoch e the trainable parameters move by a sample ε instead of an epoch of SGD::
 
@@ -18,7 +41,12 @@ default, so the accelerator's memory is spared): ``prev``, θ at the end of the 
 ``delta``, the last update d. Every random draw (random skip decisions and the noise) comes from
 a ``torch.Generator`` reseeded from ``(seed, epoch, stream)``: decisions are idempotent, every
 DDP rank draws the same numbers without any communication, and a resumed run draws what the
-uninterrupted run would have drawn. `state_dict` holds everything, so resume is exact.
+uninterrupted run would have drawn. `state_dict` holds everything, so resume is exact; it also
+holds the settings, and `load_state_dict` refuses a state saved with other settings (resuming it
+would not continue the saved run).
+
+Why one file of ~500 lines: the fit (Gaussian/GGD moment matching and its samplers), the skip
+schedules and the sampler are one algorithm that nothing else uses piecemeal.
 """
 
 from __future__ import annotations
@@ -57,10 +85,12 @@ _STREAM_NOISE = 2
 
 # -- helpers ---------------------------------------------------------------------------------------
 def trainable_parameters(model_or_params) -> dict[str, torch.Tensor]:
-    """Name → tensor of the parameters GradSamp may move: those with ``requires_grad``.
+    """Name → tensor of what GradSamp may move.
 
     Accepts a module (its ``named_parameters``), a mapping name → tensor, or an iterable of
-    tensors (named by position). Frozen parameters and buffers are never included.
+    tensors (named by position). A parameter moves when it has ``requires_grad`` (frozen ones
+    and a module's buffers never do); a plain tensor (server mode: a global model as tensors)
+    when it is floating point.
     """
     if isinstance(model_or_params, nn.Module):
         items = model_or_params.named_parameters()
@@ -71,7 +101,13 @@ def trainable_parameters(model_or_params) -> dict[str, torch.Tensor]:
     else:
         raise TypeError(f"Expected a module, a name->tensor mapping or tensors, got "
                         f"{type(model_or_params).__name__}.")
-    return {name: p for name, p in items if p.requires_grad}
+    return {name: p for name, p in items if _movable(p)}
+
+
+def _movable(t: torch.Tensor) -> bool:
+    if isinstance(t, nn.Parameter):
+        return t.requires_grad
+    return t.requires_grad or t.is_floating_point()
 
 
 def _seed_for(seed: int, epoch: int, stream: int) -> int:
@@ -199,6 +235,16 @@ class SkipSchedule:
 
     def config(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def plan(self, max_epochs: int, seed: int = 0) -> list[int]:
+        """The epochs a run of ``max_epochs`` skips when no sampled update is refused."""
+        skipped, num_trained = [], 0
+        for epoch in range(max_epochs):
+            if self.decide(epoch, max_epochs, num_trained, seed):
+                skipped.append(epoch)
+            else:
+                num_trained += 1
+        return skipped
 
 
 class PeriodicSchedule(SkipSchedule):
@@ -431,19 +477,35 @@ class GradSampler:
             per_tensor={n: (f.mu, f.sigma, f.beta) for n, f in fits.items()})
 
     # -- state -------------------------------------------------------------------------------------
+    def config(self) -> dict:
+        """The settings that decide what a run does (not where its snapshots live)."""
+        return dict(schedule=self.schedule.config(), distribution=self.distribution,
+                    statistics=self.statistics, tau=self.tau, history=self.history,
+                    seed=self.seed)
+
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: snapshots, generator, epoch records, options."""
         return dict(
             prev=self.prev, delta=self.delta,
             generator=self.generator.get_state(),
             trained_epochs=list(self.trained_epochs), skipped_epochs=list(self.skipped_epochs),
-            refused_epochs=list(self.refused_epochs),
-            config=dict(schedule=self.schedule.config(), distribution=self.distribution,
-                        statistics=self.statistics, tau=self.tau, history=self.history,
-                        seed=self.seed))
+            refused_epochs=list(self.refused_epochs), config=self.config())
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict` output; snapshots move to ``snapshot_device``."""
+        """Restore `state_dict` output; snapshots move to ``snapshot_device``.
+
+        Raises ValueError when the state was saved with other settings: resuming it would not
+        continue the saved run.
+        """
+        saved = state.get("config")
+        if saved is not None and saved != self.config():
+            current = self.config()
+            keys = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+            raise ValueError(
+                "GradSamp state was saved with "
+                + ", ".join(f"{k}={saved.get(k)!r}" for k in keys) + " but this run has "
+                + ", ".join(f"{k}={current.get(k)!r}" for k in keys) + ". Fix: resume with the "
+                "saved settings, or load only the weights to start GradSamp afresh.")
 
         def to_dev(snap):
             if snap is None:
