@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from mmengine.registry import DATASETS
 
 from .digits import colored_digits, rotated_digits
+from .glyphs import styled_glyphs
 from .multidomain import Domain, DomainSplitDataset, resolve_domains
 
 PARTS = ("train", "eval", "target")
@@ -77,3 +78,12 @@ class ColoredDigits(DGBenchmark):
 
     make_domains = staticmethod(colored_digits)
     classes = ["digit<5", "digit>=5"]
+
+
+@DATASETS.register_module()
+class StyledGlyphs(DGBenchmark):
+    """22 letters or fewer in four PACS-like styles (photo, painting, cartoon, sketch), generated
+    from matplotlib's fonts and scikit-image's photos; ``seed``, ``images_per_domain``,
+    ``num_classes``, ``image_size``, ``styles``, ``cache_dir`` as keywords (`glyphs` module)."""
+
+    make_domains = staticmethod(styled_glyphs)

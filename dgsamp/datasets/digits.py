@@ -12,6 +12,9 @@ Both are deterministic by seed and cached as .npz under `cache_dir` on first use
 from __future__ import annotations
 
 import os
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +52,10 @@ def _cached(name: str, seed: int, cache_dir: Path | None, build) -> dict[str, np
         try:
             with np.load(path) as z:
                 return dict(z)
-        except (OSError, ValueError):
-            pass  # a truncated cache file: rebuild it below
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            # a truncated or corrupt cache file: say so, rebuild it below (only this file)
+            warnings.warn(f"cache file {path} is unreadable ({type(err).__name__}: {err}); "
+                          f"regenerating it", RuntimeWarning, stacklevel=2)
     arrays = build()
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")

@@ -1,0 +1,8 @@
+# GroupDRO on StyledGlyphs.
+# GroupDRO: reweight domains toward the worst risk.
+#   python tools/train.py configs/dg/groupdro_styled_glyphs.py
+# Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
+_base_ = ['./erm_styled_glyphs.py']
+model = dict(type='GroupDRO', num_domains=4)
+# one minibatch of 21 per training domain per step (63 in all, about ERM's batch of 64)
+train_dataloader = dict(batch_size=21, batch_sampler=dict(type='DomainBalancedBatchSampler'))

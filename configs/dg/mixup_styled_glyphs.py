@@ -1,0 +1,8 @@
+# Mixup on StyledGlyphs.
+# DomainBed's inter-domain Mixup.
+#   python tools/train.py configs/dg/mixup_styled_glyphs.py
+# Settings beyond ERM's are those of dgsamp.models.algorithms.apply_algorithm (tests check).
+_base_ = ['./erm_styled_glyphs.py']
+model = dict(type='Mixup')
+# one minibatch of 21 per training domain per step (63 in all, about ERM's batch of 64)
+train_dataloader = dict(batch_size=21, batch_sampler=dict(type='DomainBalancedBatchSampler'))
