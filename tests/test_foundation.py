@@ -144,9 +144,12 @@ def test_dist_train_two_cpu_processes_with_gradsamp(tmp_path, main_config):
                       "schedule=dict(type='periodic', every=2, warmup=2))]\n")
     opts = tiny_options(tmp_path, epochs=4)  # epoch 3 skipped (never the last one)
     env = {**os.environ, "PYTHON": sys.executable, "PORT": "29533"}
-    out = subprocess.run(["bash", str(ROOT / "tools/dist_train.sh"), str(config), "2", *opts],
+    out = subprocess.run(["bash", str(ROOT / "tools/dist_train.sh"), str(config), "2", *opts,
+                          "--methods", "cost"],  # train.py options pass through
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
     assert (tmp_path / "epoch_4.pth").is_file()
     assert "skipped" in log.lower()
+    assert (tmp_path / "cost.json").is_file()  # --methods cost reached tools/train.py
+    assert "dist_cfg=dict(backend='gloo')" in log  # chosen for a CPU-only machine

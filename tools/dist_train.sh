@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC [train.py options]
-# On a CPU-only machine the processes talk over gloo (the configs set dist_cfg backend='gloo';
-# GPU configs may use nccl).
+#   tools/dist_train.sh configs/dg/erm_rotated_digits.py 2 --methods gradsamp cost
+# Every train.py option passes through (--methods, --cfg-options, --work-dir, ...). The backend
+# is NCCL when CUDA is available and gloo on a CPU-only machine (tools/train.py decides, unless
+# the config sets env_cfg.dist_cfg.backend).
 CONFIG=$1
 NPROC=$2
 NNODES=${NNODES:-1}

@@ -3,6 +3,13 @@
 The same command line as mmdetection's and mmsegmentation's tools/train.py, so their configs
 (and dgsamp's) run as they are. At the end the final validation metrics are printed as a
 per-domain table and written to `<work_dir>/results.json`.
+
+`--methods NAME [NAME ...]` turns method presets (configs/_base_/methods/) on in any config,
+an mmdet or mmseg one included: `--methods gradsamp ssprop-warmup cost`; `--methods list`
+prints them. They are applied before `--cfg-options`, so an option can still change a preset's
+value. The distributed backend is NCCL when CUDA is available and gloo otherwise, unless the
+config sets `env_cfg.dist_cfg.backend`. Missing data folders or annotation files are reported
+before the run starts, with the expected layout.
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ from mmengine.runner import Runner  # noqa: E402
 
 import dgsamp  # noqa: E402, F401  (registers dgsamp's modules, checkpoint allow-list)
 from dgsamp.engine import check_config, init_cpu_distributed  # noqa: E402
+from dgsamp.engine.config_check import check_data_paths  # noqa: E402
+from dgsamp.engine.dist_backend import set_default_dist_backend  # noqa: E402
+from dgsamp.engine.presets import apply_methods, list_methods  # noqa: E402
 from dgsamp.evaluation.report import print_metrics, write_results  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a model with dgsamp")
-    parser.add_argument("config", help="train config file path")
+    parser.add_argument("config", nargs="?", help="train config file path")
     parser.add_argument("--work-dir", help="where logs, checkpoints and results go")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
     parser.add_argument("--auto-scale-lr", action="store_true", help="scale lr by batch size")
@@ -33,10 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="resume from CKPT, or from the latest checkpoint in the work dir")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="override config keys, e.g. model.model_name=resnet18")
+    parser.add_argument("--methods", nargs="+", metavar="NAME",
+                        help="method presets to turn on, in order (configs/_base_/methods/); "
+                             "'--methods list' prints them")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none", help="job launcher")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.config is None and args.methods != ["list"]:
+        parser.error("the config is required (or --methods list to see the method presets)")
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
     return args
@@ -47,6 +62,11 @@ def build_config(args: argparse.Namespace) -> Config:
         raise SystemExit(f"Config file {args.config!r} does not exist. Fix: give the path of a "
                          f"config, e.g. configs/dg/erm_rotated_digits.py.")
     cfg = Config.fromfile(args.config)
+    if args.methods:
+        try:
+            cfg = apply_methods(cfg, args.methods)
+        except ValueError as e:
+            raise SystemExit(f"--methods: {e}") from None
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -67,12 +87,25 @@ def build_config(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     check_config(cfg)
+    check_data_paths(cfg, splits=("train", "val"))
+    set_default_dist_backend(cfg)
     init_cpu_distributed(cfg)
     return cfg
 
 
+def print_methods() -> None:
+    methods = list_methods()
+    width = max(map(len, methods))
+    print("Method presets (configs/_base_/methods/), for --methods NAME [NAME ...]:")
+    for name, description in methods.items():
+        print(f"  {name:<{width}}  {description}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.methods == ["list"]:
+        print_methods()
+        return {}
     cfg = build_config(args)
     runner = Runner.from_cfg(cfg)
     runner.train()

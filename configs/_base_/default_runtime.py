@@ -9,9 +9,12 @@ default_hooks = dict(
                     save_best='acc/train_domains', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='gloo'))
-vis_backends = [dict(type='LocalVisBackend')]
+# dist_cfg.backend is left out: tools/train.py picks NCCL with CUDA, gloo without
+# (dgsamp.engine.dist_backend); set env_cfg.dist_cfg.backend here to force one.
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
+# TensorBoard beside the JSON logs: `tensorboard --logdir work_dirs` shows losses, per-domain
+# accuracies, keep fraction, gradient sparsity, skipped epochs and the per-epoch costs.
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 log_processor = dict(by_epoch=True, window_size=20)
 log_level = 'INFO'
