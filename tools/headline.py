@@ -9,12 +9,15 @@
 Settings (RotatedDigits, domain 75 held out, `configs/dg/erm_rotated_digits.py`, DigitsCNN):
 dense; GradSamp (periodic, every 4); ssProp (keep 0.2, interleaved with dense epochs) as in the
 paper (input gradient truncated too), with ``only_weight=True``, interleaved by iteration, and
-after 5 dense warmup epochs; dithered backprop; GradSamp + ssProp. Each run trains through
-tools/train.py with a generated config (``<work-root>/configs/<setting>_s<seed>.py``) that
-inherits the DG config and sets ``custom_hooks`` (always with ``CostHook``), the epochs, the LR
-milestone at 3/4 of them, and the seed. Finished runs (a complete cost.json) are not run again
-unless ``--force``. At the end tools/compare.py writes ``<work-root>/compare/compare.md`` and the
-PNG plots, savings relative to the dense runs.
+after 5 dense warmup epochs; dithered backprop; GradSamp + ssProp. Each setting is a list of
+method presets (``configs/_base_/methods/``, see ``SETTINGS``). Each run trains through
+``tools/train.py CONFIG --methods PRESET... cost`` with a generated config
+(``<work-root>/configs/<setting>_s<seed>.py``) that inherits the DG config and sets the epochs,
+the LR milestone at 3/4 of them, and the seed; its output goes to
+``<work-root>/<setting>_s<seed>/train_stdout.log``. A progress bar with an ETA runs over the
+runs; failed ones are listed at the end with their logs. Finished runs (a complete cost.json)
+are not run again unless ``--force``. At the end tools/compare.py writes
+``<work-root>/compare/compare.md`` and the PNG plots, savings relative to the dense runs.
 
 ``--overhead N`` trains the dense setting N times with and without CostHook, alternating, in this
 process, times ``runner.train()`` and writes ``<work-root>/overhead.json`` (and the A/B numbers
@@ -28,51 +31,40 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path[:0] = [ROOT, osp.join(ROOT, "tools")]  # dgsamp from the checkout; tools/compare.py
 
+from dgsamp.engine.presets import apply_methods  # noqa: E402
+from dgsamp.engine.run_queue import Run, run_commands  # noqa: E402
+
 CONFIG = osp.join(ROOT, "configs", "dg", "erm_rotated_digits.py")
-IMPORTS = ["dgsamp", "dgsamp.engine.cost_hook", "dgsamp.engine.gradsamp_hook",
-           "dgsamp.engine.sparse_backward_hook"]
-GRADSAMP = dict(type="GradSampHook", schedule=dict(type="periodic", every=4))
-SSPROP = dict(type="SparseBackwardHook", method="ssprop", keep=0.2,
-              schedule=dict(type="constant", interleave=True))
-# ssProp with a dense input gradient (only the weight gradient is channel-sparse): the paper's
-# truncated dX compounds through the layers below and cost this small CNN most of its accuracy.
-SSPROP_WEIGHT = dict(SSPROP, only_weight=True)
-# ssProp as the paper, alternating dense and sparse iterations instead of epochs.
-SSPROP_ITER = dict(SSPROP, by_epoch=False)
-# The paper's setting after 5 dense warmup epochs: DigitsCNN sits near chance for its first ~4
-# dense epochs, and sparse epochs in that phase delay its escape (measured per epoch).
-SSPROP_WARMUP = dict(SSPROP, schedule=dict(SSPROP["schedule"], warmup=5))
-DITHER = dict(type="SparseBackwardHook", method="dither")
-COST = dict(type="CostHook")
+# setting -> method presets (configs/_base_/methods/), composed by tools/train.py --methods;
+# every run also gets the `cost` preset (CostHook).
 SETTINGS = {
     "dense": [],
-    "gradsamp": [GRADSAMP],
-    "ssprop": [SSPROP],
-    "ssprop-weight": [SSPROP_WEIGHT],
-    "ssprop-iter": [SSPROP_ITER],
-    "ssprop-warmup": [SSPROP_WARMUP],
-    "dither": [DITHER],
-    "gradsamp+ssprop": [GRADSAMP, SSPROP],
+    "gradsamp": ["gradsamp-every4"],
+    "ssprop": ["ssprop-paper"],
+    "ssprop-weight": ["ssprop-only-weight"],
+    "ssprop-iter": ["ssprop-iter"],
+    "ssprop-warmup": ["ssprop-warmup"],
+    "dither": ["dither"],
+    "gradsamp+ssprop": ["gradsamp-every4", "ssprop-paper"],
 }
+COST = "cost"
 
 
-def config_text(hooks: list[dict], epochs: int, seed: int, base: str = CONFIG,
+def config_text(epochs: int, seed: int, base: str = CONFIG,
                 val_interval: int | None = None) -> str:
-    """``val_interval``: default, only after the last epoch. Validating more often does not
+    """The run's config apart from its methods: epochs, LR milestone at 3/4, seed.
+
+    ``val_interval``: default, only after the last epoch. Validating more often does not
     change the training (measured: runs validated every epoch end on the same accuracies)."""
     milestone = max(1, round(0.75 * epochs))
     return "\n".join([
         f"_base_ = [{base!r}]",
-        f"custom_imports = dict(imports={IMPORTS!r}, allow_failed_imports=False)",
-        f"custom_hooks = {hooks!r}",
         f"train_cfg = dict(max_epochs={epochs}, val_interval={val_interval or epochs})",
         f"param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[{milestone}], "
         "gamma=0.1)]",
@@ -94,29 +86,18 @@ def is_done(work_dir: str) -> bool:
         return False
 
 
-def train_one(setting: str, seed: int, args) -> str | None:
+def make_run(setting: str, seed: int, args) -> Run:
+    """The tools/train.py run of one setting and seed (its config written to disk)."""
     work_dir = osp.join(args.work_root, run_dir_name(setting, seed))
-    if is_done(work_dir) and not args.force:
-        print(f"[headline] {setting} seed {seed}: done already ({work_dir})")
-        return work_dir
     cfg_dir = osp.join(args.work_root, "configs")
     os.makedirs(cfg_dir, exist_ok=True)
     cfg = osp.join(cfg_dir, f"{run_dir_name(setting, seed).replace('+', '_')}.py")
     with open(cfg, "w") as fh:
-        fh.write(config_text(SETTINGS[setting] + [COST], args.epochs, seed, args.config,
-                             args.val_interval))
-    cmd = [sys.executable, osp.join(ROOT, "tools", "train.py"), cfg, "--work-dir", work_dir]
-    print(f"[headline] {setting} seed {seed}: {' '.join(cmd)}", flush=True)
-    t0 = time.perf_counter()
-    os.makedirs(work_dir, exist_ok=True)
-    with open(osp.join(work_dir, "train_stdout.log"), "w") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if rc != 0:
-        print(f"[headline] {setting} seed {seed} FAILED (rc {rc}); see "
-              f"{work_dir}/train_stdout.log", flush=True)
-        return None
-    print(f"[headline] {setting} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return work_dir
+        fh.write(config_text(args.epochs, seed, args.config, args.val_interval))
+    cmd = [sys.executable, osp.join(ROOT, "tools", "train.py"), cfg, "--work-dir", work_dir,
+           "--methods", *SETTINGS[setting], COST]
+    return Run(f"{setting} seed {seed}", cmd, osp.join(work_dir, "train_stdout.log"), cwd=ROOT,
+               done=lambda: is_done(work_dir))
 
 
 def measure_overhead(args) -> dict:
@@ -124,8 +105,7 @@ def measure_overhead(args) -> dict:
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    import dgsamp  # noqa: F401
-    import dgsamp.engine.cost_hook  # noqa: F401
+    import dgsamp  # noqa: F401  (registers CostHook)
 
     out_root = osp.join(args.work_root, "overhead")
     times: dict[str, list[float]] = {"without": [], "with": []}
@@ -135,9 +115,8 @@ def measure_overhead(args) -> dict:
             cfg_path = osp.join(out_root, f"{mode}_{rep}.py")
             os.makedirs(out_root, exist_ok=True)
             with open(cfg_path, "w") as fh:
-                fh.write(config_text([COST] if mode == "with" else [], args.overhead_epochs, 0,
-                                     args.config))
-            cfg = Config.fromfile(cfg_path)
+                fh.write(config_text(args.overhead_epochs, 0, args.config))
+            cfg = apply_methods(Config.fromfile(cfg_path), [COST] if mode == "with" else [])
             cfg.work_dir = osp.join(out_root, f"{mode}_{rep}")
             cfg.experiment_name = f"overhead_{mode}_{rep}_{os.getpid()}"
             cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -200,14 +179,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.overhead:
         measure_overhead(args)
     jobs = [(setting, seed) for seed in args.seeds for setting in args.settings]
-    if args.no_train:
-        results = [osp.join(args.work_root, run_dir_name(*job)) for job in jobs]
-    else:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is a subprocess
-            results = list(pool.map(lambda job: train_one(*job, args), jobs))
-    dirs = [d for d in results if d is not None]
-    failed = [f"{setting} seed {seed}" for (setting, seed), d in zip(jobs, results, strict=True)
-              if d is None]
+    dirs = [osp.join(args.work_root, run_dir_name(*job)) for job in jobs]
+    failed: list[str] = []
+    if not args.no_train:
+        todo = [job for job, d in zip(jobs, dirs, strict=True) if args.force or not is_done(d)]
+        if len(todo) < len(jobs):
+            print(f"[headline] {len(jobs) - len(todo)} of {len(jobs)} runs finished already "
+                  f"(a complete cost.json; --force runs them again)")
+        results = run_commands([make_run(*job, args) for job in todo], jobs=args.jobs,
+                               title="headline")
+        failed = [r.run.name for r in results if not r.ok]
+        bad = {osp.dirname(r.run.log) for r in results if not r.ok}
+        dirs = [d for d in dirs if d not in bad]
     from compare import main as compare  # tools/compare.py, next to this file
 
     compare([d for d in dirs if osp.isdir(d)]
