@@ -8,6 +8,7 @@ from .config_check import check_config
 from .cost_hook import CostHook
 from .cpu_distributed import CPUDistributedDataParallel, init_cpu_distributed
 from .gradsamp_hook import GradSampHook
+from .gradsamp_optim_wrapper import GradSampOptimWrapper
 from .loops import GradSampEpochBasedTrainLoop, GradSampIterBasedTrainLoop
 from .sparse_backward_hook import SparseBackwardHook
 from .swad_hook import SWADHook
@@ -15,3 +16,4 @@ from .swad_hook import SWADHook
 __all__ = ["CPUDistributedDataParallel", "CostHook", "GradSampEpochBasedTrainLoop", "GradSampHook",
            "GradSampIterBasedTrainLoop", "SWADHook", "SparseBackwardHook", "check_config",
            "init_cpu_distributed"]
+__all__ += ["GradSampOptimWrapper"]
