@@ -1,18 +1,26 @@
-"""dgsamp.cost and CostHook: FLOP counts against hand counts, cost.json schema, absent meters."""
+"""dgsamp.cost and CostHook: FLOP counts against hand counts, cost.json schema, energy through
+Zeus (its CPU-only behaviour here, and a fake meter), resumed runs."""
 
 from __future__ import annotations
 
-import builtins
+import glob
 import importlib.util
 import json
+import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from dgsamp.cost import energy as energy_mod
-from dgsamp.cost.energy import ESTIMATE_SOURCE, CpuTimeEstimate, NvmlMeter, RaplMeter
+from dgsamp.cost.energy import (
+    ESTIMATE_SOURCE,
+    CpuTimeEstimate,
+    EnergyMeters,
+    MeterInfo,
+    sum_over_ranks,
+)
 from dgsamp.cost.flops import StepFlopCounter, count_step_flops
 from dgsamp.cost.timing import scale_phases
 
@@ -103,55 +111,96 @@ def test_scale_phases_adds_up_to_step_total():
 
 
 # ------------------------------------------------------------------ meters
-def test_rapl_absent_is_unavailable_not_zero(tmp_path):
-    m = RaplMeter(root=str(tmp_path / "no_powercap"))
-    assert not m.available and m.read() is None and "no RAPL" in m.reason
-    d = m.describe()
-    assert d["source"] is None and d["unavailable"]
+def test_zeus_cpu_only_machine_gives_unavailable_not_zero():
+    """This machine: no GPU, no readable RAPL. Zeus finds no meter; the reasons are Zeus's."""
+    m = EnergyMeters(watts_per_core=7.0)
+    d, e = m.describe(), m.read()
+    assert e["cpu_estimate"] > 0 and d["cpu_estimate"]["source"] == ESTIMATE_SOURCE
+    if not torch.cuda.is_available():
+        assert d["gpu"] == dict(name="gpu", available=False, source=None,
+                                unavailable="no CUDA device")
+        assert e["gpu"] is None
+    rapl = [f for f in glob.glob("/sys/class/powercap/intel-rapl:*/energy_uj")
+            if os.access(f, os.R_OK)]
+    assert d["cpu_rapl"]["available"] is bool(rapl)
+    if not rapl:  # as here: Zeus says why, and nothing reads as 0
+        assert d["cpu_rapl"]["source"] is None and "zeus" in d["cpu_rapl"]["unavailable"]
+        assert e["cpu_rapl"] is None and e["dram_rapl"] is None
+        assert not d["dram_rapl"]["available"]
+    if not rapl and not torch.cuda.is_available():
+        assert m.monitor is None
+        assert m.total(e) == (e["cpu_estimate"], "sum of cpu_estimate")
 
 
-def test_rapl_unreadable_is_unavailable(tmp_path):
-    zone = tmp_path / "intel-rapl:0"
-    zone.mkdir()
-    (zone / "energy_uj").write_text("not a number")
-    (zone / "max_energy_range_uj").write_text("1000")
-    m = RaplMeter(root=str(tmp_path))
-    assert not m.available and m.read() is None and "not readable" in m.reason
+def test_zeus_missing_is_unavailable(monkeypatch):
+    monkeypatch.setitem(sys.modules, "zeus.device", None)  # import zeus.device -> ImportError
+    m = EnergyMeters()
+    assert all("zeus not importable" in m.info[k].reason
+               for k in ("gpu", "cpu_rapl", "dram_rapl"))
+    assert m.read()["cpu_rapl"] is None
 
 
-def test_rapl_reads_and_unwraps(tmp_path):
-    zone = tmp_path / "intel-rapl:0"
-    zone.mkdir()
-    (zone / "intel-rapl:0:0").mkdir()  # a subzone: must not be summed again
-    (zone / "energy_uj").write_text("900000")
-    (zone / "max_energy_range_uj").write_text("1000000")
-    m = RaplMeter(root=str(tmp_path))
-    assert m.available and m.read() == 0.0
-    (zone / "energy_uj").write_text("100000")  # wrapped: 900000 -> 1000000 -> 100000
-    assert m.read() == pytest.approx(0.2)
+class FakeMonitor:
+    """A ZeusMonitor stand-in: each window reports fixed joules per GPU, package and DRAM."""
+
+    def __init__(self):
+        self.gpu_indices, self.cpu_indices = [0], [0, 1]
+        self.per_window = (5.0, 3.0, 1.0)
+        self.open: set[str] = set()
+
+    def begin_window(self, key, sync_execution=True):
+        assert key not in self.open
+        self.open.add(key)
+
+    def end_window(self, key, sync_execution=True):
+        self.open.remove(key)
+        g, c, d = self.per_window
+        return SimpleNamespace(gpu_energy={0: g}, cpu_energy={0: c / 2, 1: c / 2},
+                               dram_energy={0: d})
 
 
-def test_nvml_absent_is_unavailable(monkeypatch):
-    real_import = builtins.__import__
+def _fake_zeus(*_) -> tuple[FakeMonitor, dict]:
+    return FakeMonitor(), {
+        "gpu": MeterInfo("gpu", True, "zeus ZeusMonitor: fake GPU (GPU 0)"),
+        "cpu_rapl": MeterInfo("cpu_rapl", True, "zeus ZeusMonitor: RAPL package (fake)"),
+        "dram_rapl": MeterInfo("dram_rapl", True, "zeus ZeusMonitor: RAPL DRAM (fake)")}
 
-    def no_pynvml(name, *a, **k):
-        if name == "pynvml":
-            raise ImportError("no pynvml")
-        return real_import(name, *a, **k)
 
-    monkeypatch.setitem(sys.modules, "pynvml", None)
-    monkeypatch.setattr(builtins, "__import__", no_pynvml)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    m = NvmlMeter()
-    assert not m.available and m.read() is None
-    assert "nvidia-ml-py" in m.reason
+def _fake_meters() -> EnergyMeters:
+    return EnergyMeters(zeus=_fake_zeus(), gpu_index=0)
+
+
+def test_fake_meter_laps_add_up_and_total_uses_rapl_not_the_estimate():
+    m = _fake_meters()
+    a, b = m.read(), m.read()  # every read is one lap: 5 J GPU, 3 J CPU, 1 J DRAM
+    assert (a["gpu"], a["cpu_rapl"], a["dram_rapl"]) == (5.0, 3.0, 1.0)
+    assert (b["gpu"], b["cpu_rapl"], b["dram_rapl"]) == (10.0, 6.0, 2.0)
+    assert m.total(m.delta(a, b)) == (9.0, "sum of gpu + cpu_rapl + dram_rapl")
+    assert m.monitor.open == {"dgsamp.cost"}  # the next lap is running
+
+
+def test_failing_meter_becomes_unavailable_not_zero():
+    m = _fake_meters()
+    m.monitor.end_window = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("NVML gone"))
+    e = m.read()
+    assert e["gpu"] is None and "NVML gone" in m.info["gpu"].reason
+    assert m.total(e)[1] == "sum of cpu_estimate (GPU energy unavailable: partial)"
+
+
+def test_sum_over_ranks():
+    r0 = {"gpu": 2.0, "cpu_rapl": 4.0, "cpu_estimate": 1.0}
+    r1 = {"gpu": 3.0, "cpu_estimate": 1.5}  # cpu_rapl: the socket is rank 0's to read
+    assert sum_over_ranks([r0, r1]) == {"gpu": 5.0, "cpu_rapl": 4.0, "cpu_estimate": 2.5}
+    assert sum_over_ranks([r0, {"gpu": None}])["gpu"] is None
+    m = EnergyMeters(meter_cpu=False, zeus=None)
+    assert "cpu_rapl" not in m.read() and m.info["cpu_rapl"].elsewhere
 
 
 def test_cpu_estimate_is_labelled():
     m = CpuTimeEstimate(watts_per_core=10.0)
     a = m.read()
     sum(i * i for i in range(200000))
-    assert m.read() > a and m.describe()["source"] == ESTIMATE_SOURCE == m.source
+    assert m.read() > a and m.info().describe()["source"] == ESTIMATE_SOURCE == m.source
 
 
 # ------------------------------------------------------------------ CostHook on a tiny runner
@@ -204,7 +253,7 @@ def _toy_runner(work_dir, hooks, max_epochs=2, **cfg):
         val_dataloader=loader, val_evaluator=[ToyAcc()], val_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
         train_cfg=cfg.pop("train_cfg", dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)),
-        custom_hooks=hooks, default_hooks=dict(checkpoint=None), **cfg)
+        custom_hooks=hooks, default_hooks=cfg.pop("default_hooks", dict(checkpoint=None)), **cfg)
 
 
 def test_cost_json_schema(tmp_path):
@@ -223,7 +272,7 @@ def test_cost_json_schema(tmp_path):
                                    "sampling", "train", "train_effective")),
                         ("time_s", ("run", "train", "data", "forward", "backward", "optimizer",
                                     "other", "val")),
-                        ("energy_j", ("gpu_nvml", "cpu_rapl", "cpu_estimate", "total"))):
+                        ("energy_j", ("gpu", "cpu_rapl", "dram_rapl", "cpu_estimate", "total"))):
         for k in keys:
             m = t[group][k]
             assert set(m) >= {"value", "source"}, (group, k)
@@ -239,7 +288,7 @@ def test_cost_json_schema(tmp_path):
     assert t["epochs"] == dict(trained=2, skipped=0)
     assert t["energy_j"]["cpu_estimate"]["source"].startswith(ESTIMATE_SOURCE)
     if not torch.cuda.is_available():
-        assert t["energy_j"]["gpu_nvml"] == dict(value=None, source=None,
+        assert t["energy_j"]["gpu"] == dict(value=None, source=None,
                                                  unavailable="no CUDA device")
     assert len(data["epochs"]) == 2
     row = data["epochs"][0]
@@ -257,16 +306,42 @@ def test_cost_json_schema(tmp_path):
 
 
 def test_absent_meters_in_cost_json(tmp_path, monkeypatch):
-    """No RAPL, no NVML: energy is unavailable for them (None + reason), the estimate labelled."""
-    monkeypatch.setattr(energy_mod, "RAPL_ROOT", str(tmp_path / "none"))
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
-    runner = _toy_runner(tmp_path / "w", [dict(type="CostHook", rapl_root=str(tmp_path / "x"))],
-                         max_epochs=1)
+    """Without Zeus no meter: energy is unavailable for them (None + reason), the estimate
+    labelled and used for the total."""
+    monkeypatch.setitem(sys.modules, "zeus.device", None)  # import zeus.device -> ImportError
+    runner = _toy_runner(tmp_path / "w", [dict(type="CostHook")], max_epochs=1)
     runner.train()
     e = json.loads((tmp_path / "w" / "cost.json").read_text())["totals"]["energy_j"]
-    assert e["cpu_rapl"]["value"] is None and "no RAPL" in e["cpu_rapl"]["unavailable"]
-    assert e["gpu_nvml"]["value"] is None and e["gpu_nvml"]["unavailable"]
+    for k in ("gpu", "cpu_rapl", "dram_rapl"):
+        assert e[k]["value"] is None and "zeus not importable" in e[k]["unavailable"]
     assert "cpu_estimate" in e["total"]["source"] and e["total"]["value"] > 0
+
+
+def test_fake_meter_through_the_hook_and_co2(tmp_path, monkeypatch):
+    """A metered machine (fake Zeus monitor): rows and totals hold the laps' joules, the total
+    is GPU + RAPL CPU + DRAM (not the estimate), CO2e is derived from it."""
+    from dgsamp.cost import energy
+
+    monkeypatch.setattr(energy, "_zeus_monitor", _fake_zeus)
+    runner = _toy_runner(tmp_path, [dict(type="CostHook", grid_gco2_per_kwh=400)], max_epochs=2)
+    runner.train()
+    data = json.loads((tmp_path / "cost.json").read_text())
+    t = data["totals"]
+    reads = t["energy_j"]["gpu"]["value"] / 5.0  # laps between the first and the last read
+    assert reads == int(reads) and reads >= 4  # rows and validations are lap boundaries
+    assert t["energy_j"]["cpu_rapl"]["value"] == 3.0 * reads
+    assert t["energy_j"]["total"]["value"] == 9.0 * reads
+    assert t["energy_j"]["total"]["source"] == "sum of gpu + cpu_rapl + dram_rapl"
+    assert t["energy_j"]["gpu"]["source"].startswith("zeus ZeusMonitor: fake GPU")
+    for row in data["epochs"]:
+        assert row["energy_j"]["gpu"] > 0 and row["energy_j"]["total"] == pytest.approx(
+            row["energy_j"]["gpu"] + row["energy_j"]["cpu_rapl"] + row["energy_j"]["dram_rapl"])
+    co2 = t["co2e_g"]["train"]
+    assert co2["value"] == pytest.approx(t["energy_train_j"]["total"]["value"] / 3.6e6 * 400)
+    assert co2["source"].startswith("derived:")
+    from dgsamp.engine.cost_hook import CostHook
+    with pytest.raises(ValueError, match="gCO2/kWh"):
+        CostHook(grid_gco2_per_kwh=-1)
 
 
 def test_skipped_epoch_counts_only_sampling(tmp_path):
@@ -363,6 +438,125 @@ def test_cost_hook_with_sparse_backward_hooks(tmp_path):
     assert fl["backward"]["value"] == pytest.approx(BACKWARD * 10)
     assert fl["backward_effective"]["value"] < fl["backward"]["value"]
     assert "grad_density" in out["dither"]["epochs"][0]["sources"]["flops.backward_effective"]
+
+
+# ------------------------------------------------------------------ resumed runs
+def _interrupt_at(epoch=None, iteration=None):
+    """A hook that kills training at the start of an epoch / iteration (after the checkpoint
+    before it was written), as a crash or a preempted job would."""
+    from mmengine.hooks import Hook
+
+    class Interrupt(Hook):
+        priority = "HIGHEST"
+
+        def before_train_epoch(self, runner):
+            if epoch is not None and runner.epoch == epoch:
+                raise KeyboardInterrupt("interrupted")
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if iteration is not None and runner.iter == iteration:
+                raise KeyboardInterrupt("interrupted")
+
+    return Interrupt()
+
+
+def _interrupted_then_resumed(work_dir, first_hooks, hooks, stop, **cfg):
+    runner = _toy_runner(work_dir, first_hooks, **cfg)
+    runner.register_hook(_interrupt_at(**stop))
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    mmengine.logging.MessageHub._instance_dict.clear()  # a fresh process would start empty
+    _toy_runner(work_dir, hooks, resume=True, **cfg).train()
+    return json.loads((work_dir / "cost.json").read_text())
+
+
+def _same_costs(resumed, full):
+    for k in ("forward", "backward", "optimizer", "train"):
+        assert resumed["totals"]["flops"][k]["value"] == full["totals"]["flops"][k]["value"], k
+    assert resumed["totals"]["samples"] == full["totals"]["samples"]
+    assert resumed["totals"]["iterations"] == full["totals"]["iterations"]
+    strip = ("time_s", "energy_j", "sources", "segment")
+    rows = [[{k: v for k, v in r.items() if k not in strip} for r in d["epochs"]]
+            for d in (resumed, full)]
+    assert rows[0] == rows[1]  # same rows: FLOPs, samples, kinds, iterations
+
+
+def test_resumed_run_reports_the_whole_run(tmp_path):
+    """Interrupted after epoch 2 of 4 and resumed: cost.json covers all 4 epochs, the time
+    before the interruption included, and says where each process ran."""
+    ckpt = dict(default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1)),
+                max_epochs=4)
+    full = _toy_runner(tmp_path / "full", [dict(type="CostHook")], **ckpt)
+    full.train()
+    full = json.loads((tmp_path / "full" / "cost.json").read_text())
+    res = _interrupted_then_resumed(tmp_path / "res", [dict(type="CostHook")],
+                                    [dict(type="CostHook")], dict(epoch=2), **ckpt)
+    _same_costs(res, full)
+    assert [r["epoch"] for r in res["epochs"]] == [1, 2, 3, 4]
+    assert [r["segment"] for r in res["epochs"]] == [0, 0, 1, 1]
+    run = res["run"]
+    assert run["resumed"] is True and full["run"]["resumed"] is False
+    assert [(s["start_epoch"], s["end_epoch"]) for s in run["segments"]] == [(0, 2), (2, 4)]
+    train = res["totals"]["time_s"]["train"]
+    assert train["value"] == pytest.approx(sum(s["train_s"] for s in run["segments"]))
+    assert train["value"] > run["segments"][1]["train_s"] > 0  # the first process's time too
+    assert "resumed run" in train["source"]
+
+
+def test_resume_from_a_checkpoint_without_cost_state(tmp_path):
+    """A checkpoint written without CostHook: the resume works, the part before it is
+    'unavailable' and so are the whole-run totals."""
+    ckpt = dict(default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=1)),
+                max_epochs=4)
+    res = _interrupted_then_resumed(tmp_path, [], [dict(type="CostHook")], dict(epoch=2),
+                                    **ckpt)
+    first = res["run"]["segments"][0]
+    assert res["run"]["resumed"] is True and "without cost ledger state" in first["unavailable"]
+    assert (first["start_epoch"], first["end_epoch"]) == (0, 2)
+    t = res["totals"]
+    assert t["flops"]["train"]["value"] is None and "not recorded" in t["unavailable"]
+    assert [r["epoch"] for r in res["epochs"]] == [3, 4]
+    assert res["epochs"][0]["flops"]["forward"] == pytest.approx(FORWARD * 10)
+
+
+def test_resumed_iteration_run_with_checkpoints_inside_windows(tmp_path):
+    """Iteration loop, rows of 4 iterations, checkpoints every 3: a row open at a checkpoint is
+    closed there, so a run resumed from iteration 6 misses none of the first 6."""
+    cfg = dict(default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=3,
+                                                  by_epoch=False)),
+               train_cfg=dict(by_epoch=False, max_iters=10, val_interval=10))
+    hooks = [dict(type="CostHook", window=4)]
+    _toy_runner(tmp_path / "full", hooks, **cfg).train()
+    full = json.loads((tmp_path / "full" / "cost.json").read_text())
+    res = _interrupted_then_resumed(tmp_path / "res", hooks, hooks, dict(iteration=6), **cfg)
+    _same_costs(res, full)
+    assert [(r["iter_start"], r["iter_end"]) for r in full["epochs"]] == [
+        (0, 3), (3, 4), (4, 6), (6, 8), (8, 9), (9, 10)]
+    assert res["totals"]["flops"]["forward"]["value"] == pytest.approx(FORWARD * 20)
+    assert [(s["start_iter"], s["end_iter"]) for s in res["run"]["segments"]] == [(0, 6), (6, 10)]
+
+
+def test_gradsamp_iteration_windows_are_rows(tmp_path):
+    """GradSamp in an iteration loop: rows line up with its windows (the loop's ``window``),
+    skipped windows are rows of their own."""
+    from dgsamp.engine.gradsamp_hook import GradSampHook  # noqa: F401  (registers it)
+
+    runner = _toy_runner(tmp_path, [dict(type="GradSampHook",
+                                         schedule=dict(type="periodic", every=2, warmup=2)),
+                                    dict(type="CostHook")],
+                         train_cfg=dict(by_epoch=False, max_iters=25, val_interval=5))
+    runner.train()
+    data = json.loads((tmp_path / "cost.json").read_text())
+    assert data["settings"]["window"] == runner.train_loop.window == 5
+    rows = data["epochs"]
+    assert [(r["iter_start"], r["iter_end"]) for r in rows] == [
+        (5 * k, 5 * k + 5) for k in range(5)]
+    kinds = [r["kind"] for r in rows]
+    assert "skipped" in kinds and kinds[:2] == ["trained", "trained"]
+    for r in rows:
+        assert r["iterations"] == (0 if r["kind"] == "skipped" else 5)
+    assert data["totals"]["flops"]["forward"]["value"] == pytest.approx(
+        FORWARD * 10 * kinds.count("trained"))
 
 
 def test_compare_table_groups_seeds_and_plots(tmp_path, capsys):

@@ -1,16 +1,18 @@
 """Training cost: FLOPs (forward / backward apart, effective counts for dithered layers), wall
-time per phase, energy from the machine's meters, and the per-run report (``cost.json``).
+time per phase, energy through Zeus, and the cost ledger behind the per-run report
+(``cost.json``).
 
 Plain PyTorch; the mmengine side is `dgsamp.engine.cost_hook.CostHook`.
 """
 
 from .energy import (
     ESTIMATE_SOURCE,
+    METERS,
     CpuTimeEstimate,
-    EnergyMeter,
-    NvmlMeter,
-    RaplMeter,
-    default_meters,
+    EnergyMeters,
+    MeterInfo,
+    co2e_grams,
+    sum_over_ranks,
 )
 from .flops import (
     StepFlopCounter,
@@ -19,27 +21,43 @@ from .flops import (
     optimizer_flops_per_step,
     sampling_flops,
 )
+from .ledger import ROW_FLOPS, CostLedger, Row, Segment, Source
+from .probe import StepMeasurement, StepProbe
+from .recorder import CostRecorder
 from .report import SCHEMA, machine_info, measure, unavailable, write_json
+from .rows import RowContext, RowDraft, StepRecord
 from .timing import PhaseTimer, cuda_sync, scale_phases
 
 __all__ = [
     "ESTIMATE_SOURCE",
+    "METERS",
+    "ROW_FLOPS",
     "SCHEMA",
+    "CostLedger",
+    "CostRecorder",
     "CpuTimeEstimate",
-    "EnergyMeter",
-    "NvmlMeter",
+    "EnergyMeters",
+    "MeterInfo",
     "PhaseTimer",
-    "RaplMeter",
+    "Row",
+    "RowContext",
+    "RowDraft",
+    "Segment",
+    "Source",
     "StepFlopCounter",
     "StepFlops",
+    "StepMeasurement",
+    "StepProbe",
+    "StepRecord",
+    "co2e_grams",
     "count_step_flops",
     "cuda_sync",
-    "default_meters",
     "machine_info",
     "measure",
     "optimizer_flops_per_step",
     "sampling_flops",
     "scale_phases",
+    "sum_over_ranks",
     "unavailable",
     "write_json",
 ]

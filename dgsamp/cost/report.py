@@ -33,6 +33,7 @@ import torch
 
 __all__ = [
     "SCHEMA",
+    "add_metrics",
     "config_summary",
     "machine_info",
     "measure",
@@ -155,6 +156,14 @@ def config_summary(cfg: Any) -> dict[str, Any]:
         if isinstance(ds, dict):
             out["train_dataset"] = to_jsonable(ds)
     return out
+
+
+def add_metrics(path: str, key: str, metrics: dict[str, Any]) -> None:
+    """Put ``metrics`` under ``metrics.<key>`` of an existing report (a test after training)."""
+    with open(path) as fh:
+        data = json.load(fh)
+    data.setdefault("metrics", {})[key] = metrics
+    write_json(path, data)
 
 
 def write_json(path: str, data: dict[str, Any]) -> None:
