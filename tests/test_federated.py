@@ -254,3 +254,35 @@ def test_train_fl_in_flowers_simulation_engine(tmp_path):
     numbers = compare.run_numbers(run, "acc/test_domains")
     assert numbers["flops"] > 0 and numbers["epochs"] == 2
     assert list((tmp_path / "clients" / "c1").glob("local_r2.pth"))  # FedBN kept its norms
+
+
+# -- client-side rules: FedBN, GradSamp client mode -------------------------------------------
+def test_fedbn_client_keeps_its_own_norm_layers(tmp_path):
+    from mmengine.registry import MODELS
+
+    from dgsamp.federated.client import norm_state_keys, train_client
+
+    cfg = fl_config(tmp_path, train_domains=("0", "15"), num_rounds=2, strategy="FedBN")
+    fl = FLSettings.from_cfg(cfg)
+    model = MODELS.build(cfg.model)
+    norms = set(norm_state_keys(model))
+    assert norms  # DigitsCNN's GroupNorms
+    first = train_client(cfg, fl, 0, 1, model.state_dict(), str(tmp_path / "c0"),
+                         keep_norm_local=True)
+    zeros = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    cfg.optim_wrapper.optimizer.lr = 0.0  # round 2 leaves the weights where they start
+    second = train_client(cfg, fl, 0, 2, zeros, str(tmp_path / "c0"), keep_norm_local=True)
+    for k, v in second.state.items():
+        assert torch.equal(v, first.state[k] if k in norms else zeros[k]), k
+
+
+def test_client_mode_gradsamp_skips_local_epochs(tmp_path):
+    from mmengine.registry import MODELS
+
+    from dgsamp.federated.client import train_client
+
+    cfg = fl_config(tmp_path, local_epochs=4, gradsamp=dict(mode="client", every=4, warmup=2))
+    out = train_client(cfg, FLSettings.from_cfg(cfg), 0, 1, MODELS.build(cfg.model).state_dict(),
+                       str(tmp_path / "c0"))
+    assert out.cost["totals"]["epochs"] == dict(trained=3, skipped=1)
+    assert [r["kind"] for r in out.cost["epochs"]] == ["trained", "trained", "skipped", "trained"]
