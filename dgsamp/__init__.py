@@ -14,4 +14,4 @@ try:
 except ImportError:  # plain-PyTorch use of dgsamp.methods
     pass
 else:
-    from . import cost, datasets, dense, engine, evaluation, models  # noqa: F401  (registration)
+    from . import cost, datasets, detseg, engine, evaluation, models  # noqa: F401  (registration)

@@ -111,7 +111,7 @@ def test_pycocotools_reads_the_rle_masks(tiny_root):
 def test_mmdet_dataset_reads_boxes_and_masks(tiny_root):
     from mmdet.utils import register_all_modules
 
-    import dgsamp.dense.det_datasets as dd
+    import dgsamp.detseg.det_datasets as dd
 
     register_all_modules()
     pipeline = [dict(type="LoadImageFromFile"),
@@ -149,7 +149,7 @@ def _write_coco(tmp_path, images, annotations):
 def test_bad_detection_annotations_are_clear_errors(tmp_path):
     from mmdet.utils import register_all_modules
 
-    from dgsamp.dense.det_datasets import CheckedCocoDataset
+    from dgsamp.detseg.det_datasets import CheckedCocoDataset
 
     register_all_modules()
     meta = dict(classes=("circle",))
@@ -174,7 +174,7 @@ def test_bad_detection_annotations_are_clear_errors(tmp_path):
 def test_mmseg_dataset_reads_label_maps_and_validates_ids(tiny_root, tmp_path):
     from mmseg.utils import register_all_modules
 
-    import dgsamp.dense.seg_datasets as sd
+    import dgsamp.detseg.seg_datasets as sd
 
     register_all_modules()
     pipeline = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"),
@@ -201,7 +201,7 @@ def test_domain_metric_routes_by_path_and_tables():
     from mmengine.evaluator import BaseMetric
     from mmengine.registry import METRICS
 
-    from dgsamp.dense.domain_metric import DomainMetric
+    from dgsamp.evaluation.domain_metric import DomainMetric
 
     @METRICS.register_module(force=True)
     class _CountMetric(BaseMetric):
@@ -212,13 +212,17 @@ def test_domain_metric_routes_by_path_and_tables():
             return {"mIoU": float(sum(results))}
 
     m = DomainMetric(metric=dict(type="_CountMetric"), domains=["clean", "fog"],
-                     source_domains=["clean"])
+                     train_domains=["clean"])
     m.dataset_meta = dict(classes=("a",))
     m.process(None, [dict(img_path="/r/clean/val/1.png", v=1.0),
                      dict(img_path="/r/fog/val/1.png", v=5.0),
                      dict(img_path="/r/fog/val/2.png", v=2.0)])
     out = m.evaluate(3)
-    assert out == {"clean/mIoU": 1.0, "fog/mIoU": 7.0, "source/mIoU": 1.0, "target/mIoU": 7.0}
+    # the classification convention: <metric>/<domain>, <metric>/train_domains|test_domains
+    assert out == {"mIoU/clean": 1.0, "mIoU/fog": 7.0, "mIoU/train_domains": 1.0,
+                   "mIoU/test_domains": 7.0}
+    with pytest.raises(ValueError, match="train_domains"):
+        DomainMetric(metric=dict(type="_CountMetric"), domains=["clean"], source_domains=["clean"])
     with pytest.raises(ValueError, match="exactly"):
         m.process(None, [dict(img_path="/r/dark/1.png", v=1.0)])
 
@@ -229,7 +233,7 @@ def test_domain_metric_with_coco_metric_perfect_and_empty_domains():
     from mmdet.utils import register_all_modules
     from mmengine.registry import DefaultScope
 
-    from dgsamp.dense.domain_metric import DomainMetric
+    from dgsamp.evaluation.domain_metric import DomainMetric
 
     register_all_modules()
 
@@ -244,11 +248,11 @@ def test_domain_metric_with_coco_metric_perfect_and_empty_domains():
 
     with DefaultScope.overwrite_default_scope("mmdet"):
         m = DomainMetric(metric=dict(type="CocoMetric", metric="bbox"),
-                         domains=["clean", "dark"], source_domains=["clean"])
+                         domains=["clean", "dark"], train_domains=["clean"])
     m.dataset_meta = dict(classes=("circle", "square"))
     boxes = [[2.0, 3.0, 20.0, 30.0], [30.0, 30.0, 50.0, 60.0]]
     m.process(None, [sample("clean", 0, boxes, True), sample("clean", 1, boxes[:1], True),
                      sample("dark", 0, boxes, False)])
     out = m.evaluate(3)
-    assert out["clean/AP50"] == pytest.approx(100.0) and out["clean/AP"] == pytest.approx(100.0)
-    assert out["dark/AP50"] == 0.0 and out["target/AP50"] == 0.0
+    assert out["AP50/clean"] == pytest.approx(100.0) and out["AP/clean"] == pytest.approx(100.0)
+    assert out["AP50/dark"] == 0.0 and out["AP50/test_domains"] == 0.0

@@ -31,7 +31,7 @@ def test_demo_summary_means_over_seeds_and_aligns_long_names(tmp_path, capsys):
             d = tmp_path / method / f"seed{k}"
             d.mkdir(parents=True)
             (d / "results.json").write_text(json.dumps(
-                {"metrics": {"fog/mIoU": v, "target/mIoU": v, "fog/aAcc": 1.0}}))
+                {"metrics": {"mIoU/fog": v, "mIoU/test_domains": v, "aAcc/fog": 1.0}}))
     summary(str(tmp_path), "mIoU")
     lines = capsys.readouterr().out.splitlines()
     rows = {ln.split()[0]: ln for ln in lines[2:4]}
@@ -42,8 +42,9 @@ def test_demo_summary_means_over_seeds_and_aligns_long_names(tmp_path, capsys):
 
 
 class _TS(nn.Module):
-    def __init__(self):
+    def __init__(self, burn_in_iters: int = 0):
         super().__init__()
+        self.burn_in_iters = burn_in_iters
         self.student = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
         self.teacher = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
 
@@ -54,10 +55,10 @@ class _Runner:
 
 
 def test_ema_teacher_hook_burn_in_then_average():
-    from dgsamp.dense.ema import EMATeacherHook
+    from dgsamp.engine.ema_teacher_hook import EMATeacherHook
 
-    m = _TS()
-    hook = EMATeacherHook(momentum=0.25, burn_in_iters=2)
+    m = _TS(burn_in_iters=2)  # the burn-in is the model's; the hook reads it from there
+    hook = EMATeacherHook(momentum=0.25)
     hook.before_train(_Runner(m, 0))
     assert torch.equal(m.teacher[0].weight, m.student[0].weight)
     for it in range(2):  # burn-in: teacher follows the student exactly
@@ -74,6 +75,8 @@ def test_ema_teacher_hook_burn_in_then_average():
     torch.testing.assert_close(m.teacher[0].weight, 0.75 * before + 0.25 * m.student[0].weight)
     with pytest.raises(ValueError):
         EMATeacherHook(momentum=0.0)
+    with pytest.raises(ValueError, match="model.burn_in_iters"):
+        EMATeacherHook(burn_in_iters=2)
     with pytest.raises(TypeError, match="teacher"):
         hook.before_train(_Runner(nn.Linear(1, 1), 0))
 
@@ -107,7 +110,7 @@ def test_det_mean_teacher_skips_images_without_pseudo_boxes(skip, expected_image
     loss (it would otherwise train as pure background); with none left, weight 0."""
     from mmengine.config import ConfigDict
 
-    from dgsamp.dense.det_mean_teacher import MeanTeacherDetector
+    from dgsamp.detseg.det_mean_teacher import MeanTeacherDetector
 
     seen = {}
 
@@ -133,7 +136,7 @@ def test_det_mean_teacher_skips_images_without_pseudo_boxes(skip, expected_image
 
 
 def test_frozen_bn_stats_keeps_running_statistics():
-    from dgsamp.dense.det_mean_teacher import frozen_bn_stats
+    from dgsamp.methods.bn_stats import frozen_bn_stats
 
     net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.BatchNorm2d(4, momentum=None))
     net.train()
@@ -151,7 +154,7 @@ def test_frozen_bn_stats_keeps_running_statistics():
 
 
 def test_reestimate_bn_stats_is_the_exact_mean_of_the_batches():
-    from dgsamp.dense.adabn import reestimate_bn_stats
+    from dgsamp.methods.bn_stats import reestimate_bn_stats
 
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 4, 1)
@@ -176,7 +179,7 @@ def test_classmix_loss_uses_only_source_labels_and_weights_pseudo_labels():
     from mmseg.utils import register_all_modules
 
     import dgsamp.models.backbones  # noqa: F401  (registers TimmBackbone)
-    from dgsamp.dense.seg_mean_teacher import ClassMixMeanTeacher
+    from dgsamp.detseg.seg_mean_teacher import ClassMixMeanTeacher
 
     register_all_modules(init_default_scope=True)
     torch.manual_seed(0)
@@ -237,9 +240,9 @@ def train(config: str | Path, work_dir: Path, cache: Path, iters: int = 4,
 def _assert_per_domain(metrics: dict, names: tuple[str, ...]) -> None:
     for d in DOMAINS:
         for n in names:
-            assert f"{d}/{n}" in metrics, sorted(metrics)
+            assert f"{n}/{d}" in metrics, sorted(metrics)
     for n in names:
-        assert f"target/{n}" in metrics
+        assert f"{n}/train_domains" in metrics and f"{n}/test_domains" in metrics
 
 
 @pytest.mark.slow
@@ -256,10 +259,8 @@ def test_seg_source_only_per_domain_miou(shapes_cache, tmp_path):
     _assert_per_domain(metrics, ("mIoU",))
 
 
-MT_DET_OPTS = ("model.semi_train_cfg.burn_in_iters=2", "custom_hooks.0.burn_in_iters=2",
-               "model.semi_train_cfg.cls_pseudo_thr=0.05")
-MT_SEG_OPTS = ("model.burn_in_iters=2", "custom_hooks.0.burn_in_iters=2",
-               "model.pseudo_threshold=0.5")
+MT_DET_OPTS = ("model.burn_in_iters=2", "model.semi_train_cfg.cls_pseudo_thr=0.05")
+MT_SEG_OPTS = ("model.burn_in_iters=2", "model.pseudo_threshold=0.5")
 
 
 @pytest.mark.slow
@@ -331,9 +332,9 @@ custom_hooks = [
     ("configs/det/faster_rcnn_r18_shapes_source_only.py", "", ()),
     ("configs/seg/segformer_r18_shapes_source_only.py", "", ()),
     ("configs/det/retinanet_r18_shapes_mean_teacher.py",
-     "dict(type='EMATeacherHook', momentum=0.01, burn_in_iters=2),", MT_DET_OPTS[::2]),
+     "dict(type='EMATeacherHook', momentum=0.01),", MT_DET_OPTS),
     ("configs/seg/segformer_r18_shapes_classmix.py",
-     "dict(type='EMATeacherHook', momentum=0.01, burn_in_iters=2),", MT_SEG_OPTS[::2]),
+     "dict(type='EMATeacherHook', momentum=0.01),", MT_SEG_OPTS),
 ])
 def test_dgsamp_hooks_on_dense_models(config, extra, opts, shapes_cache, tmp_path):
     cfg = tmp_path / "with_hooks.py"
@@ -369,18 +370,19 @@ def test_inherited_mmdet_mmseg_configs_with_dgsamp_hooks(config, shapes_cache, t
     ("configs/det/faster_rcnn_r18_shapes_source_only.py", (), "AP50"),
     # a ClassMix teacher has no preprocessor of its own; its pipeline loads and checks labels
     ("configs/seg/segformer_r18_shapes_classmix.py", MT_SEG_OPTS, "mIoU")])
-def test_adabn_tool_per_domain(config, opts, metric, shapes_cache, tmp_path):
-    """tools/test_adabn.py: each domain evaluated with BN statistics of its own unlabeled
-    images, per-domain and target metrics in its results.json."""
+def test_adabn_test_loop_per_domain(config, opts, metric, shapes_cache, tmp_path):
+    """tools/test.py --adabn (AdaBNTestLoop): each domain evaluated with BN statistics of its
+    own unlabeled images, per-domain and group metrics in its test_results.json."""
     train(config, tmp_path / "train", shapes_cache, extra=opts)
     ckpt = next((tmp_path / "train").glob("iter_*.pth"))
     opts = [f"test_dataloader.dataset.datasets.{i}.indices=4" for i in range(len(DOMAINS))]
     env = dict(os.environ, DGSAMP_DATA_CACHE=str(shapes_cache), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "tools/test_adabn.py", config, str(ckpt), "--images",
-                           "8", "--work-dir", str(tmp_path / "adabn"), "--cfg-options", *opts],
+    proc = subprocess.run([sys.executable, "tools/test.py", config, str(ckpt), "--adabn",
+                           "--work-dir", str(tmp_path / "adabn"), "--cfg-options",
+                           "test_cfg.images=8", *opts],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    metrics = json.loads((tmp_path / "adabn" / "results.json").read_text())["metrics"]
+    metrics = json.loads((tmp_path / "adabn" / "test_results.json").read_text())["metrics"]
     _assert_per_domain(metrics, (metric,))
     logs = "".join(p.read_text() for p in (tmp_path / "adabn").rglob("*.log"))
     assert logs.count("statistics from 8 unlabeled images") == len(DOMAINS)

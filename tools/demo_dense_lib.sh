@@ -2,12 +2,12 @@
 # seed and the array common set by the caller).
 # demo_run CONFIG METHOD BACKBONE_KEY [cfg-option ...]: train CONFIG for this seed into
 # $OUT/METHOD/seed$seed, then evaluate that checkpoint with BN statistics of each domain's own
-# unlabeled images (tools/test_adabn.py) into $OUT/METHOD+adabn/seed$seed.
+# unlabeled images (tools/test.py --adabn) into $OUT/METHOD+adabn/seed$seed.
 demo_run() {
   local config=$1 method=$2 key=$3
   shift 3
   "$PY" tools/train.py "$config" --work-dir "$OUT/$method/seed$seed" \
     --cfg-options randomness.seed="$seed" "${common[@]}" "$key.model_name=$BACKBONE" "$@"
-  "$PY" tools/test_adabn.py "$config" "$OUT/$method/seed$seed/iter_$ITERS.pth" \
+  "$PY" tools/test.py "$config" "$OUT/$method/seed$seed/iter_$ITERS.pth" --adabn \
     --work-dir "$OUT/$method+adabn/seed$seed" --cfg-options "$key.model_name=$BACKBONE"
 }

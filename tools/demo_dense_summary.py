@@ -2,7 +2,10 @@
 
     python tools/demo_dense_summary.py WORK_DIR METRIC   (METRIC: AP50 or mIoU)
 
-WORK_DIR holds ``<method>/seed<k>/results.json`` (written by tools/train.py).
+WORK_DIR holds ``<method>/seed<k>/results.json`` (written by tools/train.py) or
+``test_results.json`` (tools/test.py, e.g. ``--adabn``); keys ``<metric>/<domain>``, the
+train/test-domain means included. Mean ± sample standard deviation over seeds (the spread of
+one run, as docs/dense.md quotes it; tools/compare.py gives standard errors).
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from pathlib import Path
 def main(work_dir: str, metric: str) -> None:
     root = Path(work_dir)
     rows: dict[str, dict[str, list[float]]] = {}
-    for res in sorted(root.glob("*/seed*/results.json")):
+    found = [*root.glob("*/seed*/results.json"), *root.glob("*/seed*/test_results.json")]
+    for res in sorted(found):
         method = res.parent.parent.name
         metrics = json.loads(res.read_text())["metrics"]
         for key, value in metrics.items():
-            domain, _, name = key.partition("/")
+            name, _, domain = key.partition("/")
             if name == metric:
                 rows.setdefault(method, {}).setdefault(domain, []).append(value)
     if not rows:
-        raise SystemExit(f"no */seed*/results.json with {metric} under {work_dir}")
+        raise SystemExit(f"no */seed*/(test_)results.json with {metric} under {work_dir}")
     domains = list(next(iter(rows.values())))
     print(f"{metric} (mean ± std over seeds; n = seeds)")
     width = max(len("method"), *map(len, rows)) + 2

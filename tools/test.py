@@ -1,6 +1,8 @@
 """Evaluate a checkpoint: `python tools/test.py CONFIG CHECKPOINT [options]`.
 
-Prints per-domain metrics and writes `<work_dir>/test_results.json`.
+Prints per-domain metrics and writes `<work_dir>/test_results.json`. ``--adabn`` evaluates each
+domain with BatchNorm statistics of its own unlabeled images (`dgsamp.engine.AdaBNTestLoop`;
+``--cfg-options test_cfg.images=96 test_cfg.adapt_split=train`` set its options).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("config")
     parser.add_argument("checkpoint")
     parser.add_argument("--work-dir")
+    parser.add_argument("--adabn", action="store_true",
+                        help="per-domain BatchNorm statistics (test_cfg.type=AdaBNTestLoop)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"],
                         default="none")
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
                          f"a .pth file written by tools/train.py (see its work dir).")
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
+    if args.adabn:
+        cfg.merge_from_dict({"test_cfg.type": "AdaBNTestLoop"})
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(

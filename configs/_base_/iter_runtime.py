@@ -1,6 +1,6 @@
 # Iteration-based runtime for the small CPU runs on the embedded shapes benchmark.
 # Shared by configs/det and configs/seg; each sets its own default_scope.
-custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.dense'],
+custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.detseg'],
                       allow_failed_imports=False)
 max_iters = 1000
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)

@@ -77,7 +77,7 @@ val_evaluator = dict(
         cityscapes=dict(ann_file=cs_root + 'annotations/instancesonly_filtered_gtFine_val.json'),
         foggy_cityscapes=dict(
             ann_file=foggy_root + 'annotations/instancesonly_filtered_gtFine_val_foggy.json')),
-    source_domains=['cityscapes'])
+    train_domains=['cityscapes'])
 test_evaluator = val_evaluator
 detector = _base_.model
 detector.roi_head.bbox_head.num_classes = 8
@@ -85,6 +85,7 @@ model = dict(
     _delete_=True, type='MeanTeacherDetector', detector=detector,
     data_preprocessor=dict(type='MultiBranchDataPreprocessor',
                            data_preprocessor=detector.data_preprocessor),
-    semi_train_cfg=dict(burn_in_iters=burn_in_iters, cls_pseudo_thr=0.8, unsup_weight=1.0),
+    burn_in_iters=burn_in_iters,  # read by EMATeacherHook too
+    semi_train_cfg=dict(cls_pseudo_thr=0.8, unsup_weight=1.0),
     semi_test_cfg=dict(predict_on='teacher'))
-custom_hooks = [dict(type='EMATeacherHook', momentum=0.0004, burn_in_iters=burn_in_iters)]
+custom_hooks = [dict(type='EMATeacherHook', momentum=0.0004)]

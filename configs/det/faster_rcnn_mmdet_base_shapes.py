@@ -3,7 +3,7 @@
 # schedule made iteration-based and short, and dgsamp's hooks added. The backbone starts from
 # scratch (mmdet's init_cfg would download torchvision weights; dgsamp never downloads).
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.dense'],
+custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.detseg'],
                       allow_failed_imports=False)
 shapes = dict(image_size=128, num_train=200, num_val=60, seed=0)
 all_domains = ['clean', 'fog', 'dark', 'texture']
@@ -33,7 +33,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type='DomainMetric',
                      metric=dict(type='CocoMetric', metric='bbox'), domains=all_domains,
-                     source_domains=['clean'])
+                     train_domains=['clean'])
 test_evaluator = val_evaluator
 max_iters = 200
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,

@@ -11,7 +11,8 @@ model = dict(
     _delete_=True, type='MeanTeacherDetector', detector=detector,
     data_preprocessor=dict(type='MultiBranchDataPreprocessor',
                            data_preprocessor=detector.data_preprocessor),
-    semi_train_cfg=dict(burn_in_iters=burn_in_iters, cls_pseudo_thr=0.7, sup_weight=1.0,
+    burn_in_iters=burn_in_iters,  # read by EMATeacherHook too
+    semi_train_cfg=dict(cls_pseudo_thr=0.7, sup_weight=1.0,
                         unsup_weight=1.0, freeze_teacher=True),
     semi_test_cfg=dict(predict_on='teacher'))
-custom_hooks = [dict(type='EMATeacherHook', momentum=0.01, burn_in_iters=burn_in_iters)]
+custom_hooks = [dict(type='EMATeacherHook', momentum=0.01)]

@@ -23,5 +23,5 @@ val_dataloader = dict(dataset=dict(datasets=[_base_.cs_val] + [
 test_dataloader = val_dataloader
 val_evaluator = dict(domains=dict(
     cityscapes='/cityscapes/', acdc_fog='/rgb_anon/fog/', acdc_night='/rgb_anon/night/',
-    acdc_rain='/rgb_anon/rain/', acdc_snow='/rgb_anon/snow/'), source_domains=['cityscapes'])
+    acdc_rain='/rgb_anon/rain/', acdc_snow='/rgb_anon/snow/'), train_domains=['cityscapes'])
 test_evaluator = val_evaluator

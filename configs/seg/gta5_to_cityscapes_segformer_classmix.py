@@ -27,4 +27,4 @@ test_dataloader = val_dataloader
 val_evaluator = dict(type='DomainMetric', metric=dict(type='IoUMetric', iou_metrics=['mIoU']),
                      domains=dict(cityscapes='/cityscapes/'))
 test_evaluator = val_evaluator
-custom_hooks = [dict(type='EMATeacherHook', momentum=0.001, burn_in_iters=burn_in_iters)]
+custom_hooks = [dict(type='EMATeacherHook', momentum=0.001)]

@@ -3,7 +3,7 @@
 # validated), the schedule shortened and dgsamp's hooks added. The MiT backbone starts from
 # scratch (mmseg's init_cfg would download ImageNet weights; dgsamp never downloads).
 _base_ = 'mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py'
-custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.dense'],
+custom_imports = dict(imports=['dgsamp', 'dgsamp.models.backbones', 'dgsamp.detseg'],
                       allow_failed_imports=False)
 shapes = dict(image_size=128, num_train=200, num_val=60, seed=0)
 all_domains = ['clean', 'fog', 'dark', 'texture']
@@ -35,7 +35,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(_delete_=True, type='DomainMetric',
                      metric=dict(type='IoUMetric', iou_metrics=['mIoU']), domains=all_domains,
-                     source_domains=['clean'])
+                     train_domains=['clean'])
 test_evaluator = val_evaluator
 max_iters = 200
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,

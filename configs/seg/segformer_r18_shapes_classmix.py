@@ -27,4 +27,4 @@ train_dataloader = dict(
             dict(type='ShapesSegDataset', domain=d, split='train', labeled=False,
                  shapes={{_base_.shapes}}, pipeline=target_pipeline)
             for d in target_domains])))
-custom_hooks = [dict(type='EMATeacherHook', momentum=0.01, burn_in_iters=burn_in_iters)]
+custom_hooks = [dict(type='EMATeacherHook', momentum=0.01)]

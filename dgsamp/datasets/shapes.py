@@ -26,9 +26,9 @@ Written once to ``<cache>/shapes/<hash of the parameters>/`` (cache: ``$DGSAMP_D
     <root>/<style>/<split>/labels/000000.png  uint8 label map (same stem as the image)
 
 mmdet's ``CocoDataset`` reads the json, mmseg's ``BaseSegDataset`` the image/label pairs
-(`dgsamp.det.datasets.ShapesDetDataset`, `dgsamp.seg.datasets.ShapesSegDataset` are thin
-subclasses that call `generate_shapes` and fill in paths and METAINFO). This module needs only
-numpy, Pillow and scikit-image.
+(`dgsamp.detseg.det_datasets.ShapesDetDataset`, `dgsamp.detseg.seg_datasets.ShapesSegDataset`
+are thin subclasses that call `generate_shapes` and fill in paths and METAINFO). This module
+needs only numpy, Pillow and scikit-image.
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ Each hook or loop module registers its class in mmengine's root registries on im
 """
 
 from . import checkpoint_compat  # noqa: F401  (allow-lists mmengine checkpoint classes)
+from .adabn_loop import AdaBNTestLoop
 from .config_check import check_config
 from .cost_hook import CostHook
 from .cpu_distributed import CPUDistributedDataParallel, init_cpu_distributed
+from .ema_teacher_hook import EMATeacherHook
 from .gradsamp_hook import GradSampHook
 from .gradsamp_optim_wrapper import GradSampOptimWrapper
 from .loops import GradSampEpochBasedTrainLoop, GradSampIterBasedTrainLoop
@@ -17,3 +19,4 @@ __all__ = ["CPUDistributedDataParallel", "CostHook", "GradSampEpochBasedTrainLoo
            "GradSampIterBasedTrainLoop", "SWADHook", "SparseBackwardHook", "check_config",
            "init_cpu_distributed"]
 __all__ += ["GradSampOptimWrapper"]
+__all__ += ["AdaBNTestLoop", "EMATeacherHook"]

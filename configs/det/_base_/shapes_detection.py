@@ -1,7 +1,7 @@
 # Embedded shapes benchmark, detection: train on the source style, validate on every style.
 # Images are generated into ~/.cache/dgsamp/data/shapes/<hash>/ on first use (about 20 s).
 shapes = dict(image_size=128, num_train=200, num_val=60, seed=0)
-source_domains = ['clean']
+train_domains = ['clean']
 all_domains = ['clean', 'fog', 'dark', 'texture']
 color_space = [
     [dict(type='ColorTransform')], [dict(type='AutoContrast')], [dict(type='Equalize')],
@@ -26,7 +26,7 @@ train_dataloader = dict(
     dataset=dict(type='ConcatDataset', datasets=[
         dict(type='ShapesDetDataset', domain=d, split='train', shapes=shapes,
              filter_cfg=dict(filter_empty_gt=True), pipeline=train_pipeline)
-        for d in source_domains]))
+        for d in train_domains]))
 val_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False, drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
@@ -35,5 +35,5 @@ val_dataloader = dict(
              pipeline=test_pipeline) for d in all_domains]))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='DomainMetric', metric=dict(type='CocoMetric', metric='bbox'),
-                     domains=all_domains, source_domains=source_domains)
+                     domains=all_domains, train_domains=train_domains)
 test_evaluator = val_evaluator

@@ -7,10 +7,10 @@ images in two views, weak for the teacher (``unsup_teacher``) and strong for the
 score >= ``cls_pseudo_thr`` become the student's targets on the strong view (boxes mapped
 between views by the homography matrices mmdet's transforms record).
 
-Added here: ``burn_in_iters`` in ``semi_train_cfg``. Before that iteration only the supervised
-loss is computed (the teacher would produce noise), and `EMATeacherHook` (same
-``burn_in_iters``) keeps teacher == student, so adaptation starts from a source-trained
-teacher in one run.
+Added here: ``burn_in_iters`` (an argument of the model, `MeanTeacherMixin`). Before that
+iteration only the supervised loss is computed (the teacher would produce noise), and
+`EMATeacherHook` (which reads the model's ``burn_in_iters``) keeps teacher == student, so
+adaptation starts from a source-trained teacher in one run.
 
 Also added: ``skip_empty_pseudo`` (default False, mmdet's behaviour). mmdet trains every
 unlabeled image on its pseudo-labels, so an image where the teacher is confident about nothing is
@@ -23,67 +23,44 @@ And ``target_bn_stats`` (default True, mmdet's behaviour): whether the unlabeled
 update the student's BatchNorm running statistics, which the teacher copies. Measured on the shapes
 demo, a from-scratch backbone: with them the test-time statistics mix all styles, which helps dark
 and texture and makes fog (low contrast) collapse even at unsupervised weight 0; with False
-(statistics from the source only, :func:`frozen_bn_stats`) fog is kept and the dark/texture gains
-are lost (docs/dense.md).
+(statistics from the source only, `dgsamp.methods.bn_stats.frozen_bn_stats`) fog is kept and
+the dark/texture gains are lost (docs/dense.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 from mmdet.models.detectors import SemiBaseDetector
 from mmdet.models.utils import filter_gt_instances, rename_loss_dict, reweight_loss_dict
-from mmengine.logging import MessageHub
+from mmengine.config import ConfigDict
 from mmengine.registry import MODELS
-from torch import Tensor, nn
+from torch import Tensor
 
-from .adabn import bn_layers
+from ..methods.bn_stats import frozen_bn_stats
+from .mean_teacher import MeanTeacherMixin
 
 _DEFAULT_SEMI_TRAIN = dict(freeze_teacher=True, sup_weight=1.0, unsup_weight=1.0,
-                           cls_pseudo_thr=0.7, min_pseudo_bbox_wh=(1e-2, 1e-2), burn_in_iters=0,
+                           cls_pseudo_thr=0.7, min_pseudo_bbox_wh=(1e-2, 1e-2),
                            skip_empty_pseudo=False, target_bn_stats=True)
 
 
-@contextlib.contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """BatchNorm layers normalize with batch statistics as usual but leave their running
-    statistics unchanged (momentum 0) inside the block."""
-    bns = bn_layers(model)
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, saved, strict=True):
-            m.momentum = mom
-
-
 @MODELS.register_module()
-class MeanTeacherDetector(SemiBaseDetector):
+class MeanTeacherDetector(MeanTeacherMixin, SemiBaseDetector):
     """SemiBaseDetector with a source-only burn-in (see module docstring)."""
 
     def __init__(self, detector: dict, semi_train_cfg: dict | None = None,
                  semi_test_cfg: dict | None = None, data_preprocessor: dict | None = None,
-                 init_cfg: dict | None = None) -> None:
+                 burn_in_iters: int = 0, init_cfg: dict | None = None) -> None:
+        if "burn_in_iters" in (semi_train_cfg or {}):
+            raise ValueError("semi_train_cfg.burn_in_iters: the burn-in is given once, on the "
+                             "model. Fix: model.burn_in_iters=N (EMATeacherHook reads it).")
         train_cfg = dict(_DEFAULT_SEMI_TRAIN)
         train_cfg.update(semi_train_cfg or {})
-        from mmengine.config import ConfigDict
-
         super().__init__(detector=detector, semi_train_cfg=ConfigDict(train_cfg),
                          semi_test_cfg=ConfigDict(semi_test_cfg or dict(predict_on="teacher")),
                          data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-
-    def train(self, mode: bool = True):
-        """The teacher predicts in eval mode always (BN statistics, dropout)."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
-
-    def in_burn_in(self) -> bool:
-        it = MessageHub.get_current_instance().get_info("iter", 0) or 0
-        return it < int(self.semi_train_cfg.get("burn_in_iters", 0))
+        self.set_burn_in(burn_in_iters)
 
     def loss(self, multi_batch_inputs: dict, multi_batch_data_samples: dict) -> dict:
         if self.in_burn_in():

@@ -6,11 +6,16 @@ IoUMetric, ...) on each domain's share. Why route by path: ``img_path`` is packe
 mmdet/mmseg pipeline by default, so unmodified pipelines work, and in all supported layouts
 (the shapes cache, Cityscapes vs Foggy Cityscapes, GTA5, ACDC, ...) the domain is a folder.
 
-Reported keys (as percentages, so AP and mIoU read alike):
-- detection (CocoMetric): ``<domain>/AP``, ``<domain>/AP50``;
-- segmentation (IoUMetric): ``<domain>/mIoU`` (and ``<domain>/aAcc``);
-- other inner metrics: ``<domain>/<key>`` unchanged;
-- ``source/<k>`` and ``target/<k>``: the mean over ``source_domains`` and over the rest.
+Reported keys follow the project's one convention, ``<metric>/<domain>`` (as classification's
+`DomainAccuracy` does: ``acc/<domain>``), in percent so AP and mIoU read alike:
+- detection (CocoMetric): ``AP/<domain>``, ``AP50/<domain>``;
+- segmentation (IoUMetric): ``mIoU/<domain>`` (and ``aAcc/<domain>``);
+- other inner metrics: ``<key>/<domain>`` with the inner key unchanged;
+- ``<metric>/train_domains`` and ``<metric>/test_domains``: the means over ``train_domains``
+  (those whose labels training used: DA's labeled source, DG's training domains) and over the
+  rest (evaluated only: DA's targets, whose unlabeled images training may see, and DG's
+  held-out domains). Group names are the classification ones, not "source"/"target", so that
+  one reader (tools/compare.py, model selection, the demo summaries) serves every task.
 """
 
 from __future__ import annotations
@@ -30,36 +35,39 @@ _RENAME = {"bbox_mAP": ("AP", 100.0), "bbox_mAP_50": ("AP50", 100.0),
 _DROP_PREFIXES = ("bbox_", "segm_")  # the other COCO numbers (size splits, copypaste strings)
 
 
+GROUPS = ("train_domains", "test_domains")
+
+
 def add_group_means(metrics: dict[str, float], domains: Sequence[str],
-                    source_domains: Sequence[str]) -> dict[str, float]:
-    """Add ``source/<name>`` and ``target/<name>``: each metric's mean over the source and the
-    other (target) domains, in place. Nothing is added without source domains."""
-    if not source_domains:
+                    train_domains: Sequence[str]) -> dict[str, float]:
+    """Add ``<name>/train_domains`` and ``<name>/test_domains``: each metric's mean over the
+    training domains and over the other domains, in place. Nothing is added without training
+    domains."""
+    if not train_domains:
         return metrics
-    names = sorted({k.partition("/")[2] for k in metrics if k.partition("/")[0] in domains})
-    groups = {"source": [d for d in domains if d in source_domains],
-              "target": [d for d in domains if d not in source_domains]}
+    names = sorted({k.rpartition("/")[0] for k in metrics if k.rpartition("/")[2] in domains})
+    groups = {"train_domains": [d for d in domains if d in train_domains],
+              "test_domains": [d for d in domains if d not in train_domains]}
     for group, members in groups.items():
         for name in names:
-            vals = [metrics[f"{d}/{name}"] for d in members if f"{d}/{name}" in metrics]
+            vals = [metrics[f"{name}/{d}"] for d in members if f"{name}/{d}" in metrics]
             if vals:
-                metrics[f"{group}/{name}"] = sum(vals) / len(vals)
+                metrics[f"{name}/{group}"] = sum(vals) / len(vals)
     return metrics
 
 
 def format_domain_table(metrics: dict[str, float], domains: Sequence[str]) -> str:
-    """Plain-text table: one row per domain (plus source/target means), one column per metric."""
-    rows = [d for d in list(domains) + ["source", "target"]
-            if any(k.startswith(d + "/") for k in metrics)]
+    """Plain-text table: one row per domain (plus the group means), one column per metric."""
+    rows = [d for d in [*domains, *GROUPS] if any(k.endswith("/" + d) for k in metrics)]
     cols: list[str] = []
     for k in metrics:
-        d, _, name = k.partition("/")
+        name, _, d = k.rpartition("/")
         if d in rows and name not in cols:
             cols.append(name)
     width = max(len(r) for r in rows) if rows else 6
     lines = ["domain".ljust(width) + "".join(f"{c:>10}" for c in cols)]
     for r in rows:
-        cells = [metrics.get(f"{r}/{c}") for c in cols]
+        cells = [metrics.get(f"{c}/{r}") for c in cols]
         lines.append(r.ljust(width) + "".join(
             f"{v:>10.2f}" if isinstance(v, float) else f"{'-':>10}" for v in cells))
     return "\n".join(lines)
@@ -76,7 +84,8 @@ class DomainMetric(BaseMetric):
             ``name`` matches image paths containing ``/name/``.
         per_domain: per-domain overrides of the inner metric config, e.g.
             ``dict(foggy=dict(ann_file='data/foggy/annotations/val.json'))``.
-        source_domains: domains averaged into ``source/*``; the others into ``target/*``.
+        train_domains: domains averaged into ``<metric>/train_domains`` (labels used in
+            training); the others into ``<metric>/test_domains``.
         collect_device, prefix: as `mmengine.evaluator.BaseMetric`.
     """
 
@@ -84,9 +93,13 @@ class DomainMetric(BaseMetric):
 
     def __init__(self, metric: dict, domains: Sequence[str] | dict[str, str],
                  per_domain: dict[str, dict] | None = None,
-                 source_domains: Sequence[str] = (), collect_device: str = "cpu",
-                 prefix: str | None = None) -> None:
+                 train_domains: Sequence[str] = (), collect_device: str = "cpu",
+                 prefix: str | None = None, source_domains: Sequence[str] | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if source_domains is not None:
+            raise ValueError("DomainMetric(source_domains=...) is now train_domains=..., and its "
+                             "means are <metric>/train_domains and <metric>/test_domains. Fix: "
+                             "rename the key in the config.")
         if isinstance(domains, dict):
             self.patterns = {str(k): str(v) for k, v in domains.items()}
         else:
@@ -94,11 +107,11 @@ class DomainMetric(BaseMetric):
         if not self.patterns:
             raise ValueError("DomainMetric needs at least one domain.")
         per_domain = per_domain or {}
-        unknown = (set(per_domain) | set(source_domains)) - set(self.patterns)
+        unknown = (set(per_domain) | set(train_domains)) - set(self.patterns)
         if unknown:
             raise ValueError(f"DomainMetric: {sorted(unknown)} are not among the domains "
                              f"{list(self.patterns)}.")
-        self.source_domains = tuple(source_domains)
+        self.train_domains = tuple(train_domains)
         self.metrics = {}
         for d in self.patterns:
             cfg = copy.deepcopy(dict(metric))
@@ -148,10 +161,10 @@ class DomainMetric(BaseMetric):
                 if key not in _RENAME and key.startswith(_DROP_PREFIXES):
                     continue
                 try:
-                    out[f"{domain}/{name}"] = float(value) * scale
+                    out[f"{name}/{domain}"] = float(value) * scale
                 except (TypeError, ValueError):
                     continue
-        add_group_means(out, list(self.metrics), self.source_domains)
+        add_group_means(out, list(self.metrics), self.train_domains)
         MMLogger.get_current_instance().info(
             "Per-domain results:\n" + format_domain_table(out, list(self.metrics)))
         return out

@@ -10,10 +10,12 @@ Each training batch holds labeled source images and unlabeled target images
    estimate: confident teachers count more);
 3. ClassMix: half of the classes present in each source label map are pasted, pixels and
    labels, onto a target image (pasted pixels keep weight 1);
-4. strong augmentation of the mixed images (colour jitter, Gaussian blur);
+4. strong augmentation of the mixed images (colour jitter, Gaussian blur; `strong_augment`,
+   torchvision's ``transforms.v2.functional``);
 5. weighted cross-entropy of the student on the mixed images vs the mixed labels.
 
-The teacher is updated by `EMATeacherHook`; ``burn_in_iters`` skips steps 2-5 at the start.
+The teacher is updated by `EMATeacherHook`; ``burn_in_iters`` (`MeanTeacherMixin`) skips
+steps 2-5 at the start.
 Target labels are never used: the target branch has no ``gt_sem_seg`` (its data set is built
 with ``labeled=False``). Rare-class sampling is not implemented.
 """
@@ -24,10 +26,12 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 from mmseg.models.data_preprocessor import SegDataPreProcessor
+from torchvision.transforms.v2 import functional as TF
+
+from .mean_teacher import MeanTeacherMixin
 
 
 @MODELS.register_module()
@@ -42,33 +46,31 @@ class MultiBranchSegDataPreProcessor(SegDataPreProcessor):
                 for k, v in data.items()}
 
 
-def _color_jitter(img: torch.Tensor, strength: float, gen: torch.Generator | None) -> torch.Tensor:
-    """img in [0, 255], (B, 3, H, W): random brightness, contrast, saturation per image."""
-    b = img.shape[0]
+def strong_augment(img: torch.Tensor, jitter: float, blur_prob: float) -> torch.Tensor:
+    """DAFormer's strong view of a batch in [0, 255], (B, 3, H, W), with torchvision v2 ops.
 
-    def rnd():
-        return 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1).to(img) * strength
-
-    img = img * rnd()
-    mean = img.mean(dim=(1, 2, 3), keepdim=True)
-    img = (img - mean) * rnd() + mean
-    gray = img.mean(dim=1, keepdim=True)
-    img = (img - gray) * rnd() + gray
-    return img.clamp(0, 255)
-
-
-def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(int(round(2 * sigma)), 1)
-    x = torch.arange(-radius, radius + 1, dtype=img.dtype, device=img.device)
-    k = torch.exp(-(x ** 2) / (2 * sigma ** 2))
-    k = (k / k.sum()).view(1, 1, 1, -1).repeat(img.shape[1], 1, 1, 1)
-    img = F.conv2d(F.pad(img, (radius, radius, 0, 0), mode="reflect"), k, groups=img.shape[1])
-    k = k.transpose(2, 3)
-    return F.conv2d(F.pad(img, (0, 0, radius, radius), mode="reflect"), k, groups=img.shape[1])
+    Per image, brightness, contrast and saturation factors drawn uniformly from
+    [1 - jitter, 1 + jitter] (torch's RNG, in that order); then, with probability
+    ``blur_prob``, one Gaussian blur of the whole batch, sigma uniform in [0.15, 1.15] and a
+    kernel radius of round(2 sigma).
+    """
+    if jitter > 0:
+        b = img.shape[0]
+        factors = [(1 + (torch.rand(b) * 2 - 1) * jitter).tolist() for _ in range(3)]
+        x = img / 255.0  # torchvision's float images are in [0, 1]
+        x = torch.stack([
+            TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(x[i], br), ct), sat)
+            for i, (br, ct, sat) in enumerate(zip(*factors, strict=True))])
+        img = x * 255.0
+    if blur_prob > 0 and float(torch.rand(1)) < blur_prob:
+        sigma = float(torch.empty(1).uniform_(0.15, 1.15))
+        radius = max(int(round(2 * sigma)), 1)
+        img = TF.gaussian_blur(img, [2 * radius + 1] * 2, [sigma, sigma])
+    return img
 
 
 @MODELS.register_module()
-class ClassMixMeanTeacher(BaseModel):
+class ClassMixMeanTeacher(MeanTeacherMixin, BaseModel):
     """Student/teacher pair of an mmseg segmentor trained by ClassMix self-training.
 
     Args:
@@ -103,16 +105,11 @@ class ClassMixMeanTeacher(BaseModel):
             p.requires_grad_(False)
         self.pseudo_threshold = float(pseudo_threshold)
         self.unsup_weight = float(unsup_weight)
-        self.burn_in_iters = int(burn_in_iters)
+        self.set_burn_in(burn_in_iters)
         self.color_jitter = float(color_jitter)
         self.blur_prob = float(blur_prob)
         self.predict_on = predict_on
         self.ignore_index = int(ignore_index)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     # ------------------------------------------------------------------ forward
     def forward(self, inputs=None, data_samples=None, mode: str = "tensor", **branches):
@@ -125,10 +122,6 @@ class ClassMixMeanTeacher(BaseModel):
             return model._forward(inputs, data_samples)
         raise ValueError(f"Invalid mode {mode!r}")
 
-    def _in_burn_in(self) -> bool:
-        it = MessageHub.get_current_instance().get_info("iter", 0) or 0
-        return it < self.burn_in_iters
-
     def _denorm(self, x: torch.Tensor) -> torch.Tensor:
         dp = self.data_preprocessor
         return x * dp.std + dp.mean if dp._enable_normalize else x
@@ -140,7 +133,7 @@ class ClassMixMeanTeacher(BaseModel):
     def loss(self, source: dict, target: dict) -> dict:
         src_x, src_samples = source["inputs"], source["data_samples"]
         losses = {f"src.{k}": v for k, v in self.student.loss(src_x, src_samples).items()}
-        if self._in_burn_in():
+        if self.in_burn_in():
             return losses
         tgt_x, tgt_samples = target["inputs"], target["data_samples"]
         metas = [s.metainfo for s in tgt_samples]
@@ -159,11 +152,7 @@ class ClassMixMeanTeacher(BaseModel):
                 mask[i] = torch.isin(src_lbl[i], chosen.to(src_lbl))
             m = mask[:, None].to(src_x)
             mixed = m * self._denorm(src_x) + (1 - m) * self._denorm(tgt_x)
-            if self.color_jitter > 0:
-                mixed = _color_jitter(mixed, self.color_jitter, None)
-            if self.blur_prob > 0 and float(torch.rand(1)) < self.blur_prob:
-                mixed = _blur(mixed, float(torch.empty(1).uniform_(0.15, 1.15)))
-            mixed = self._norm(mixed)
+            mixed = self._norm(strong_augment(mixed, self.color_jitter, self.blur_prob))
             mixed_lbl = torch.where(mask, src_lbl, pseudo)
             mixed_w = torch.where(mask, torch.ones_like(tgt_w), tgt_w)
         logits = self.student.encode_decode(mixed, metas)
