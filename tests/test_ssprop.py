@@ -231,3 +231,36 @@ def test_bad_keep(bad):
 def test_bad_select():
     with pytest.raises(ValueError, match="select"):
         ssprop_linear(torch.randn(2, 3), torch.randn(4, 3), keep=0.5, select="best")
+
+
+def test_patched_depthwise_conv_keeps_its_dense_backward_unless_sliced():
+    """The automatic choice (slicing_pays) depends on the shape only, so it is deterministic;
+    a depthwise conv falls back to the dense backward, ``grouped='sliced'`` forces slicing."""
+    from torch import nn
+
+    from dgsamp.methods.patch import patch, sparse_stats, unpatch
+    from dgsamp.methods.ssprop import slicing_pays
+
+    torch.manual_seed(7)
+    dw, grouped = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, padding=1, groups=2)
+    assert [slicing_pays(dw), slicing_pays(grouped), slicing_pays(nn.Conv2d(8, 4, 1))] == [
+        False, True, True]
+    x = torch.randn(2, 8, 6, 6, dtype=DT)
+    dy = torch.randn(2, 8, 6, 6, dtype=DT) * torch.rand(1, 8, 1, 1, dtype=DT)
+    dw.double()
+    ref = _conv_grads(lambda x, w, b: F.conv2d(x, w, b, 1, 1, 1, 8), x, dw.weight.detach(),
+                      dw.bias.detach(), dy)
+    for grouped_opt, expect_dense in (("auto", True), ("sliced", False)):
+        patch(dw, "ssprop", keep=0.5, dense_output=False, grouped=grouped_opt)
+        assert dw._dense_backward is expect_dense
+        xg = x.clone().requires_grad_()
+        dw.weight.grad = dw.bias.grad = None
+        dw(xg).backward(dy)
+        if expect_dense:  # the fallback: exactly dense autograd, every channel used
+            torch.testing.assert_close(xg.grad, ref[1], atol=1e-12, rtol=0)
+            torch.testing.assert_close(dw.weight.grad, ref[2], atol=1e-12, rtol=0)
+            assert sparse_stats(dw)["kept_fraction"] == 1.0
+        else:
+            assert int((dw.weight.grad.flatten(1).abs().sum(1) > 0).sum()) == 4
+            assert sparse_stats(dw)["kept_fraction"] == 0.5
+        unpatch(dw)

@@ -2,27 +2,31 @@
 
     python tools/benchmark_sparse.py [--quick] [--device cpu|cuda] [--threads 1] [--out PREFIX]
 
-Per layer (ResNet-18 and ResNet-50 conv shapes, ViT-S linear shapes) and per train step (timm
-resnet18, convnext_atto, vit_tiny_patch16_224 at 224 px and at digits resolution 32 px, random
-init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither (s = 8). Layers also get a masked-dY
-variant (top-k channels kept by zeroing dY: the full-size kernels still run) and, for linear
-layers, the CSR sparse-kernel dither path.
+Per layer (ResNet-18 and ResNet-50 conv shapes, ConvNeXt-atto depthwise shapes, ViT-S linear
+shapes) and per train step (timm resnet18, convnext_atto, vit_tiny_patch16_224 at 224 px and at
+digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither
+(s = 8). Layers also get a masked-dY variant (top-k channels kept by zeroing dY: the full-size
+kernels still run), for linear layers the CSR sparse-kernel dither path, for depthwise convs the
+sliced backward (``ssprop0.5_sliced``, the old path) beside what a patched layer now does
+(``ssprop0.5``: dense backward, :func:`dgsamp.methods.ssprop.slicing_pays`); models with
+depthwise convs get the old path as ``ssprop0.5_sliced`` too.
 
-Measured (variants interleaved round by round in one process, so machine noise hits all alike):
-- backward time (median over rounds) and the paired ratio: median over rounds of
-  dense_time / variant_time of the same round;
-- full step time (forward + backward + optimizer step) for whole models;
+Measured:
+- time with ``torch.utils.benchmark.Timer`` (``blocked_autorange`` per variant and round), the
+  variants interleaved round by round in one process so that machine noise hits all alike;
+  speedup = median over rounds of dense/variant of the same round. Backward alone is timed on a
+  retained graph (``backward(retain_graph=True)``), whole steps as forward + backward + SGD;
 - FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (it sees the sliced
   ``convolution_backward``/``mm`` shapes, so the ssProp savings show; dither runs dense kernels,
   so its *effective* FLOPs = dense backward FLOPs × measured density are listed separately);
-- peak memory of the backward: CUDA ``max_memory_allocated`` on GPU; on CPU the peak of live
-  tensor-storage bytes created during the backward, tracked by a TorchDispatchMode (tracemalloc
-  does not see PyTorch's allocator, so it would report ~0);
-- dither: measured zero fraction of δ̃ (random Gaussian dY per layer, real gradients per step).
+- peak memory of the backward with :func:`dgsamp.cost.memory.peak_bytes`;
+- dither: measured zero fraction of δ̃ (random Gaussian dY per layer, real gradients per step,
+  from :func:`dgsamp.methods.patch.sparse_stats`).
 
 CPU timings default to ONE thread (``--threads``): the development machine has 2 cores shared
 with other jobs, and oversubscribed OpenMP threads make the timings meaningless.
-Writes ``<out>.json`` and ``<out>.md`` (default ``work_dirs/benchmarks/sparse``).
+Writes ``<out>.json`` and ``<out>.md`` (default ``work_dirs/benchmarks/sparse``). Over 350
+lines: the benchmark cases and their report belong together and nowhere else.
 """
 
 from __future__ import annotations
@@ -31,25 +35,23 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import statistics
 import sys
 import time
 import warnings
-import weakref
 from collections.abc import Callable
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from torch.multiprocessing.reductions import StorageWeakRef  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils._pytree import tree_flatten  # noqa: E402
+from torch.utils.benchmark import Timer  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from dgsamp.methods.dither import dither_grad, dither_linear  # noqa: E402
-from dgsamp.methods.patch import patch, patched_modules, unpatch  # noqa: E402
+from dgsamp.cost.memory import memory_source, peak_bytes  # noqa: E402
+from dgsamp.cost.report import machine_info  # noqa: E402
+from dgsamp.methods.dither import dither_grad  # noqa: E402
+from dgsamp.methods.patch import patch, patched_modules, sparse_stats, unpatch  # noqa: E402
 from dgsamp.methods.ssprop import (  # noqa: E402
     channel_scores,
     select_channels,
@@ -65,7 +67,7 @@ TARGETS = {
     "dither_time_overhead_max": 0.15,
 }
 
-# (name, c_in, c_out, kernel, stride, hw_in) at 224 px input
+# (name, c_in, c_out, kernel, stride, hw_in[, groups]) at 224 px input
 RESNET18_CONVS = [
     ("conv1 7x7/2", 3, 64, 7, 2, 224),
     ("layer1 3x3", 64, 64, 3, 1, 56),
@@ -88,122 +90,55 @@ RESNET50_CONVS = [
     ("layer3 1x1 out", 256, 1024, 1, 1, 14),
     ("layer4 3x3", 512, 512, 3, 1, 7),
 ]
+CONVNEXT_ATTO_DWCONVS = [(f"stage{i} dw 7x7", c, c, 7, 1, hw, c)
+                         for i, (c, hw) in enumerate(((40, 56), (80, 28), (160, 14), (320, 7)))]
 VIT_S_LINEARS = [("qkv", 384, 1152), ("attn.proj", 384, 384), ("mlp.fc1", 384, 1536),
                  ("mlp.fc2", 1536, 384)]
 STEP_MODELS = ["resnet18", "convnext_atto", "vit_tiny_patch16_224"]
 
 
-# -- measurement helpers --------------------------------------------------------------------------
-def _sparse_parts(t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    if t.layout == torch.sparse_coo:
-        return (t._indices(), t._values())
-    if t.layout in (torch.sparse_csr, torch.sparse_bsr):
-        return (t.crow_indices(), t.col_indices(), t.values())
-    return (t.ccol_indices(), t.row_indices(), t.values())  # csc / bsc
+# -- measurement ----------------------------------------------------------------------------------
+def interleaved(timers: dict[str, Timer], rounds: int, min_run_time: float,
+                ref: str = "dense") -> dict[str, dict]:
+    """Median time per variant and the paired speedup against ``ref``: each round runs every
+    Timer's ``blocked_autorange`` once, in an order rotated round by round."""
+    names = list(timers)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds + 1):  # round 0 warms up
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            m = timers[n].blocked_autorange(min_run_time=min_run_time)
+            if r:
+                times[n].append(m.median)
+    return {n: {"median_ms": statistics.median(ts) * 1e3,
+                "speedup_vs_dense": statistics.median(
+                    a / b for a, b in zip(times[ref], ts, strict=True)),
+                "speedup_of_medians": statistics.median(times[ref]) / statistics.median(ts)}
+            for n, ts in times.items()}
 
 
-class _TensorRef:
-    """weakref to a tensor with StorageWeakRef's ``expired()`` interface."""
-
-    def __init__(self, t):
-        self.ref = weakref.ref(t)
-
-    def expired(self):
-        return self.ref() is None
+def _timer(stmt: str, env: dict, threads: int, label: str) -> Timer:
+    return Timer(stmt=stmt, globals=env, num_threads=threads, label=label)
 
 
-class LiveBytes(TorchDispatchMode):
-    """Peak bytes of tensor storages created while active and still alive (CPU memory proxy)."""
-
-    def __init__(self):
-        super().__init__()
-        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
-        self.cur = 0
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor) or t.device.type == "meta":
-                continue
-            if t.layout == torch.strided:
-                st = t.untyped_storage()
-                key, ref, nbytes = st._cdata, StorageWeakRef(st), st.nbytes()
-            else:  # sparse: its index/value tensors, alive as long as the sparse tensor is
-                parts = _sparse_parts(t)
-                key, ref = id(t), _TensorRef(t)
-                nbytes = sum(p.numel() * p.element_size() for p in parts)
-            if key not in self.live:
-                self.live[key] = (ref, nbytes)
-                self.cur += nbytes
-        dead = [k for k, (ref, _) in self.live.items() if ref.expired()]
-        for k in dead:
-            self.cur -= self.live.pop(k)[1]
-        self.peak = max(self.peak, self.cur)
-        return out
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak_backward(run_fwd: Callable, device: str) -> int:
-    """Peak extra memory (bytes) of one backward."""
-    loss_or_pair = run_fwd()
-    if device == "cuda":
-        _sync(device)
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        _backward(loss_or_pair)
-        _sync(device)
-        return int(torch.cuda.max_memory_allocated() - base)
-    with LiveBytes() as lb:
-        _backward(loss_or_pair)
-    return int(lb.peak)
-
-
-def _backward(pair) -> None:
-    y, dy = pair
-    if dy is None:
-        y.backward()
-    else:
-        y.backward(dy)
-
-
-def _flops_backward(run_fwd: Callable) -> int:
-    pair = run_fwd()
+def _backward_flops(backward: Callable[[], None]) -> int:
     with FlopCounterMode(display=False) as fc:
-        _backward(pair)
+        backward()
     return int(fc.get_total_flops())
 
 
-def _interleaved(fns: dict[str, Callable], rounds: int, device: str, warmup: int = 1):
-    """fns: name → callable returning (timed_seconds). Rotated order per round."""
-    names = list(fns)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(warmup + rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for n in order:
-            t = fns[n]()
-            if r >= warmup:
-                times[n].append(t)
-    return times
+class _Stats:
+    """What a dither layer records about its δ̃ (the functional API writes it here)."""
+
+    _grad_nnz = None
+    _grad_numel = None
+
+    def density(self) -> float | None:
+        return float(self._grad_nnz) / self._grad_numel if self._grad_numel else None
 
 
-def _summarize(times: dict[str, list[float]], ref: str = "dense") -> dict[str, dict]:
-    out = {}
-    for n, ts in times.items():
-        paired = [a / b for a, b in zip(times[ref], ts, strict=True) if b > 0]
-        out[n] = {"median_ms": statistics.median(ts) * 1e3,
-                  "speedup_vs_dense": statistics.median(paired) if paired else None,
-                  "speedup_of_medians": statistics.median(times[ref]) / statistics.median(ts)}
-    return out
-
-
-# -- per-layer ------------------------------------------------------------------------------------
-def _masked_conv(x, w, stride, pad, keep):
-    y = F.conv2d(x, w, None, stride, pad)
+# -- per layer ------------------------------------------------------------------------------------
+def _masked_conv(x, w, stride, pad, keep, groups=1):
+    y = F.conv2d(x, w, None, stride, pad, 1, groups)
 
     def hook(g):
         idx = select_channels(channel_scores(g, 1), keep)
@@ -215,87 +150,95 @@ def _masked_conv(x, w, stride, pad, keep):
     return y
 
 
-def bench_conv_layer(spec, batch, rounds, device, dtype=torch.float32):
-    name, cin, cout, k, s, hw = spec
+def _patched(layer: torch.nn.Module, weight: torch.nn.Parameter, method: str, **options):
+    """``layer`` holding ``weight``, patched as a model's layer is (the depthwise rule applies)."""
+    layer.weight = weight
+    patch(layer, method, dense_output=False, **options)
+    return layer
+
+
+def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
+    name, cin, cout, k, s, hw, *g = spec
+    groups = g[0] if g else 1
     torch.manual_seed(0)
-    x = torch.randn(batch, cin, hw, hw, device=device, dtype=dtype, requires_grad=cin > 3)
-    w = torch.randn(cout, cin, k, k, device=device, dtype=dtype, requires_grad=True)
+    x = torch.randn(batch, cin, hw, hw, device=device, requires_grad=cin > 3)
+    w = torch.nn.Parameter(torch.randn(cout, cin // groups, k, k, device=device))
     pad = k // 2
-    variants = {
-        "dense": lambda: F.conv2d(x, w, None, s, pad),
-        "ssprop0.5": lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.5),
-        "ssprop0.2": lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.2),
-        "masked0.2": lambda: _masked_conv(x, w, s, pad, 0.2),
-        "dither": lambda: dither_grad(F.conv2d(x, w, None, s, pad), stats=stats),
-    }
     stats = _Stats()
-    return _bench_layer_variants(variants, x, w, rounds, device, stats,
-                                 shape=f"B{batch} {cin}->{cout} k{k} s{s} {hw}x{hw}", name=name)
+    variants: dict[str, Callable] = {
+        "dense": lambda: F.conv2d(x, w, None, s, pad, 1, groups),
+        "ssprop0.5": lambda: ssprop_conv2d(x, w, None, s, pad, 1, groups, keep=0.5),
+    }
+    if groups > 1:  # depthwise: what patching does now (dense backward) next to slicing
+        conv = _patched(torch.nn.Conv2d(cin, cout, k, s, pad, groups=groups, bias=False),
+                        w, "ssprop", keep=0.5)
+        variants["ssprop0.5"] = lambda: conv(x)
+        variants["ssprop0.5_sliced"] = lambda: ssprop_conv2d(x, w, None, s, pad, 1, groups,
+                                                             keep=0.5)
+    else:
+        variants["ssprop0.2"] = lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.2)
+        variants["masked0.2"] = lambda: _masked_conv(x, w, s, pad, 0.2)
+    variants["dither"] = lambda: dither_grad(F.conv2d(x, w, None, s, pad, 1, groups),
+                                             stats=stats)
+    return _bench_layer_variants(variants, (x, w), rounds, device, {"dither": stats.density},
+                                 threads, min_run_time,
+                                 shape=f"B{batch} {cin}->{cout} k{k} s{s} g{groups} {hw}x{hw}",
+                                 name=name)
 
 
-def bench_linear_layer(spec, batch, tokens, rounds, device, dtype=torch.float32):
+def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_time):
     name, fin, fout = spec
     torch.manual_seed(0)
-    x = torch.randn(batch, tokens, fin, device=device, dtype=dtype, requires_grad=True)
-    w = torch.randn(fout, fin, device=device, dtype=dtype, requires_grad=True)
+    x = torch.randn(batch, tokens, fin, device=device, requires_grad=True)
+    w = torch.nn.Parameter(torch.randn(fout, fin, device=device))
     stats = _Stats()
+    csr = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel=True)
     variants = {
         "dense": lambda: F.linear(x, w),
         "ssprop0.5": lambda: ssprop_linear(x, w, keep=0.5),
         "ssprop0.2": lambda: ssprop_linear(x, w, keep=0.2),
         "dither": lambda: dither_grad(F.linear(x, w), stats=stats),
-        "dither_csr": lambda: dither_linear(x, w, sparse_kernel=True, stats=stats),
+        "dither_csr": lambda: csr(x),
     }
-    return _bench_layer_variants(variants, x, w, rounds, device, stats,
-                                 shape=f"B{batch}x{tokens} {fin}->{fout}", name=name)
+    densities = {"dither": stats.density, "dither_csr": lambda: csr.grad_density}
+    return _bench_layer_variants(variants, (x, w), rounds, device, densities, threads,
+                                 min_run_time, shape=f"B{batch}x{tokens} {fin}->{fout}", name=name)
 
 
-class _Stats:
-    _grad_nnz = None
-    _grad_numel = None
+def _bench_layer_variants(variants, leaves, rounds, device, densities, threads, min_run_time,
+                          shape, name):
+    """Time, FLOPs and peak memory of each variant's backward on one retained graph;
+    ``densities``: dither variant → what its last backward measured."""
+    g = torch.Generator(device="cpu").manual_seed(1)
+    graphs = {}
+    for n, fwd in variants.items():
+        y = fwd()
+        graphs[n] = (y, torch.randn(y.shape, generator=g, dtype=y.dtype).to(y.device))
 
-    def density(self):
-        return float(self._grad_nnz) / self._grad_numel if self._grad_numel else None
+    def backward(n):
+        y, dy = graphs[n]
+        for t in leaves:
+            t.grad = None
+        y.backward(dy, retain_graph=True)
 
-
-def _bench_layer_variants(variants, x, w, rounds, device, stats, shape, name):
-    dys = {}
-
-    def fwd(n):
-        y = variants[n]()
-        if n not in dys:
-            g = torch.Generator(device="cpu").manual_seed(1)
-            dys[n] = torch.randn(y.shape, generator=g, dtype=y.dtype).to(y.device)
-        return y, dys[n]
-
-    def timed(n):
-        pair = fwd(n)
-        _sync(device)
-        t = time.perf_counter()
-        _backward(pair)
-        _sync(device)
-        dt = time.perf_counter() - t
-        x.grad = None
-        w.grad = None
-        return dt
-
-    times = _interleaved({n: (lambda n=n: timed(n)) for n in variants}, rounds, device)
-    res = _summarize(times)
-    dense_flops = None
+    timers = {n: _timer("backward(n)", {"backward": backward, "n": n}, threads, name)
+              for n in variants}
+    res = interleaved(timers, rounds, min_run_time)
+    fwd = interleaved({n: _timer("fwd()", {"fwd": f}, threads, name) for n, f in variants.items()},
+                      rounds, min_run_time)
+    d_total = fwd["dense"]["median_ms"] + res["dense"]["median_ms"]
+    for n in variants:  # forward + backward, from the medians (the forward is the same kernel)
+        res[n]["fwd_median_ms"] = fwd[n]["median_ms"]
+        res[n]["fwd_bwd_speedup"] = d_total / (fwd[n]["median_ms"] + res[n]["median_ms"])
+    dense_flops = _backward_flops(lambda: backward("dense"))
     for n in variants:
-        res[n]["bwd_flops"] = _flops_backward(lambda n=n: fwd(n))
-        x.grad = w.grad = None
-        if n == "dense":
-            dense_flops = res[n]["bwd_flops"]
-        res[n]["peak_bwd_bytes"] = _peak_backward(lambda n=n: fwd(n), device)
-        x.grad = w.grad = None
-        if n.startswith("dither"):
-            fwd(n)[0].backward(dys[n])
-            res[n]["zero_fraction"] = 1 - stats.density()
-            res[n]["effective_bwd_flops"] = dense_flops * stats.density()
-            x.grad = w.grad = None
-    for n in variants:
+        res[n]["bwd_flops"] = _backward_flops(lambda n=n: backward(n))
         res[n]["flops_ratio"] = res[n]["bwd_flops"] / dense_flops
+        res[n]["peak_bwd_bytes"] = peak_bytes(lambda n=n: backward(n), device)
+        if n in densities:
+            backward(n)
+            res[n]["zero_fraction"] = 1 - densities[n]()
+            res[n]["effective_bwd_flops"] = dense_flops * densities[n]()
     return {"layer": name, "shape": shape, "variants": res}
 
 
@@ -310,9 +253,18 @@ def _make_model(name: str, res: int, device: str):
     return timm.create_model(name, pretrained=False, **kw).to(device).train()
 
 
-def bench_step(name, res, batch, rounds, device):
+def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
+    """Variant name → (method, patch options); models with depthwise convs also get the old
+    sliced path of those convs."""
     variants = {"dense": None, "ssprop0.5": ("ssprop", {"keep": 0.5}),
                 "ssprop0.2": ("ssprop", {"keep": 0.2}), "dither": ("dither", {"scale": 8.0})}
+    if name.startswith("convnext"):
+        variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
+    return variants
+
+
+def bench_step(name, res, batch, rounds, device, threads, min_run_time):
+    variants = step_variants(name)
     models, opts = {}, {}
     for v, cfg in variants.items():
         m = _make_model(name, res, device)
@@ -325,53 +277,36 @@ def bench_step(name, res, batch, rounds, device):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, res, res, generator=g).to(device)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
-    bwd_times: dict[str, list[float]] = {v: [] for v in variants}
-
-    def fwd(v):
-        return F.cross_entropy(models[v](x), y), None
 
     def step(v):
-        _sync(device)
-        t0 = time.perf_counter()
-        loss, _ = fwd(v)
-        _sync(device)
-        t1 = time.perf_counter()
-        loss.backward()
-        _sync(device)
-        t2 = time.perf_counter()
+        F.cross_entropy(models[v](x), y).backward()
         opts[v].step()
         opts[v].zero_grad(set_to_none=True)
-        _sync(device)
-        t3 = time.perf_counter()
-        bwd_times[v].append(t2 - t1)
-        return t3 - t0
 
-    step_times = _interleaved({v: (lambda v=v: step(v)) for v in variants}, rounds, device)
-    for v in variants:  # drop the warm-up backward times
-        bwd_times[v] = bwd_times[v][-rounds:]
-    st = _summarize(step_times)
-    bt = _summarize(bwd_times)
+    label = f"{name}@{res}"
+    st = interleaved({v: _timer("step(v)", {"step": step, "v": v}, threads, label)
+                      for v in variants}, rounds, min_run_time)
+    # backward alone, on one retained graph per variant (built now: the steps moved the weights)
+    losses = {v: F.cross_entropy(models[v](x), y) for v in variants}
+
+    def backward(v):
+        models[v].zero_grad(set_to_none=True)
+        losses[v].backward(retain_graph=True)
+
+    bt = interleaved({v: _timer("backward(v)", {"backward": backward, "v": v}, threads, label)
+                      for v in variants}, rounds, min_run_time)
     out = {"model": name, "res": res, "batch": batch, "variants": {}}
-    dense_bwd = None
+    dense_bwd = _backward_flops(lambda: backward("dense"))
     for v in variants:
         m = models[v]
-        pair = fwd(v)
-        with FlopCounterMode(display=False) as fc:
-            _backward(pair)
-        flops = int(fc.get_total_flops())
-        opts[v].zero_grad(set_to_none=True)
-        dense_bwd = flops if v == "dense" else dense_bwd
-        peak = _peak_backward(lambda v=v: fwd(v), device)
-        opts[v].zero_grad(set_to_none=True)
+        flops = _backward_flops(lambda v=v: backward(v))
         row = {"step_median_ms": st[v]["median_ms"], "step_speedup": st[v]["speedup_vs_dense"],
                "bwd_median_ms": bt[v]["median_ms"], "bwd_speedup": bt[v]["speedup_vs_dense"],
-               "bwd_flops": flops, "flops_ratio": flops / dense_bwd, "peak_bwd_bytes": peak,
+               "bwd_flops": flops, "flops_ratio": flops / dense_bwd,
+               "peak_bwd_bytes": peak_bytes(lambda v=v: backward(v), device),
                "patched_layers": len(patched_modules(m))}
         if v == "dither":
-            mods = [mm for mm in patched_modules(m).values() if mm._grad_numel]
-            nnz = sum(float(mm._grad_nnz) for mm in mods)
-            numel = sum(mm._grad_numel for mm in mods)
-            row["zero_fraction"] = 1 - nnz / numel
+            row["zero_fraction"] = 1 - sparse_stats(m)["grad_density"]
             row["step_overhead"] = 1.0 / st[v]["speedup_vs_dense"] - 1.0
         out["variants"][v] = row
         unpatch(m)
@@ -402,6 +337,14 @@ def summarize(result) -> dict:
                 max(r["variants"][f"ssprop{k}"]["speedup_vs_dense"] for r in r18)]
         s["conv_bwd_masked0.2_resnet18_median"] = statistics.median(
             r["variants"]["masked0.2"]["speedup_vs_dense"] for r in r18)
+        if all("fwd_bwd_speedup" in r["variants"]["ssprop0.2"] for r in r18):
+            s["conv_fwd_bwd_keep0.2_resnet18_median"] = statistics.median(
+                r["variants"]["ssprop0.2"]["fwd_bwd_speedup"] for r in r18)
+        dw = [r for r in result["layers"] if "ssprop0.5_sliced" in r["variants"]]
+        if dw:
+            s["depthwise_bwd_keep0.5_median"] = {v: statistics.median(
+                r["variants"][v]["speedup_vs_dense"] for r in dw)
+                for v in ("ssprop0.5", "ssprop0.5_sliced")}
         conv_layers = [r for r in result["layers"] if r["net"] != "vit_s"]
         s["dither_layer_zero_fraction_median"] = statistics.median(
             r["variants"]["dither"]["zero_fraction"] for r in result["layers"])
@@ -420,6 +363,11 @@ def summarize(result) -> dict:
             r["variants"]["dither"]["zero_fraction"] for r in steps)
         s["dither_step_overhead_median"] = statistics.median(
             r["variants"]["dither"]["step_overhead"] for r in steps)
+        s["dither_step_speedup_min"] = min(r["variants"]["dither"]["step_speedup"]
+                                           for r in steps)
+        s["ssprop_step_speedup_min"] = min(d["step_speedup"] for r in steps
+                                           for v, d in r["variants"].items()
+                                           if v.startswith("ssprop") and "sliced" not in v)
     for k in ("conv_bwd_keep0.5_resnet18_median", "conv_bwd_keep0.2_resnet18_median"):
         if k in s:
             checks[k] = s[k] >= TARGETS[k]
@@ -435,11 +383,15 @@ def summarize(result) -> dict:
 
 def write_markdown(result, path):
     meta, s = result["meta"], result["summary"]
+    machine = meta.get("machine", {})
     lines = ["# Sparse backward benchmark (ssProp, dither) vs dense autograd", "",
              f"- device: {meta['device_name']} ({meta['device']}), threads: {meta['threads']}, "
-             f"torch {meta['torch']}, quick={meta['quick']}, rounds={meta['rounds']}",
-             f"- time: median over interleaved rounds; speedup = median over rounds of "
-             f"dense/variant (paired). Memory: {meta['memory_source']}.",
+             f"torch {meta['torch']}, quick={meta['quick']}, rounds={meta['rounds']}"
+             + (f", CPU {machine['cpu_model']} ({machine['cpu_cores']} cores)"
+                if machine.get("cpu_model") else ""),
+             f"- time: torch.utils.benchmark blocked_autorange, median over interleaved rounds; "
+             f"speedup = median over rounds of dense/variant (paired). Memory: "
+             f"{meta['memory_source']}.",
              f"- FLOPs: {meta['flop_source']}", ""]
     lines += ["## Targets", "", "| metric | measured | target | met |", "|---|---|---|---|"]
     tmap = {"conv_bwd_keep0.5_resnet18_median": ">= 1.5x",
@@ -467,6 +419,15 @@ def write_markdown(result, path):
                   f"{100 * s['dither_step_zero_fraction_min']:.1f}% on every model, time overhead "
                   f"median {100 * s['dither_step_overhead_median']:+.1f}% over the models and "
                   f"resolutions."]
+    if "ssprop_step_speedup_min" in s:
+        lines += ["", f"Slowest step against dense: ssProp (keep 0.5 / 0.2) "
+                  f"{_fmt(s['ssprop_step_speedup_min'])}x, dither "
+                  f"{_fmt(s['dither_step_speedup_min'])}x."]
+    if "depthwise_bwd_keep0.5_median" in s:
+        d = s["depthwise_bwd_keep0.5_median"]
+        lines += ["", f"Depthwise convs, backward at keep 0.5 (median over the ConvNeXt-atto "
+                  f"shapes): patched layer (dense backward) {_fmt(d['ssprop0.5'])}x, sliced "
+                  f"(old path) {_fmt(d['ssprop0.5_sliced'])}x."]
     lines += [""]
     if result["layers"]:
         lines += ["## Per layer (backward)", ""] + _md_table(
@@ -497,6 +458,9 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, see doc)")
     p.add_argument("--rounds", type=int, default=None)
+    p.add_argument("--min-run-time", type=float, default=None,
+                   help="seconds per blocked_autorange (default 0.2, quick 0.05)")
+    p.add_argument("--models", nargs="+", default=STEP_MODELS, help="whole-step models")
     p.add_argument("--out", default="work_dirs/benchmarks/sparse",
                    help="output prefix: writes PREFIX.json and PREFIX.md")
     p.add_argument("--skip-steps", action="store_true", help="per-layer benchmarks only")
@@ -506,54 +470,49 @@ def main(argv=None):
         p.error("--device cuda requested but CUDA is not available")
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
-    dev = args.device
-    quick = args.quick
+    dev, quick = args.device, args.quick
+    threads = torch.get_num_threads()
     rounds = args.rounds or (3 if quick else 7)
-    lbatch = 4 if quick else 8
-    if dev == "cuda":
-        lbatch *= 8
+    min_run = args.min_run_time or (0.05 if quick else 0.2)
+    lbatch = (4 if quick else 8) * (8 if dev == "cuda" else 1)
     t_start = time.time()
+
+    def log(what, r, key):
+        print(f"[{time.time() - t_start:6.1f}s] {what}: " + ", ".join(
+            f"{v} {d[key]:.2f}x" for v, d in r["variants"].items()), flush=True)
+
     layers = []
     r50 = RESNET50_CONVS[1::2] if quick else RESNET50_CONVS
-    nets = [] if args.skip_layers else [("resnet18", RESNET18_CONVS), ("resnet50", r50)]
+    nets = [] if args.skip_layers else [("resnet18", RESNET18_CONVS), ("resnet50", r50),
+                                        ("convnext_atto", CONVNEXT_ATTO_DWCONVS)]
     for net, specs in nets:
         for spec in specs:
-            r = bench_conv_layer(spec, lbatch, rounds, dev)
-            r["net"] = net
+            r = dict(bench_conv_layer(spec, lbatch, rounds, dev, threads, min_run), net=net)
             layers.append(r)
-            print(f"[{time.time() - t_start:6.1f}s] {net} {r['layer']}: " + ", ".join(
-                f"{v} {d['speedup_vs_dense']:.2f}x" for v, d in r["variants"].items()),
-                flush=True)
+            log(f"{net} {r['layer']}", r, "speedup_vs_dense")
     for spec in [] if args.skip_layers else VIT_S_LINEARS:
-        r = bench_linear_layer(spec, lbatch, 197, rounds, dev)
-        r["net"] = "vit_s"
+        r = dict(bench_linear_layer(spec, lbatch, 197, rounds, dev, threads, min_run),
+                 net="vit_s")
         layers.append(r)
-        print(f"[{time.time() - t_start:6.1f}s] vit_s {r['layer']}: " + ", ".join(
-            f"{v} {d['speedup_vs_dense']:.2f}x" for v, d in r["variants"].items()), flush=True)
+        log(f"vit_s {r['layer']}", r, "speedup_vs_dense")
     steps = []
     if not args.skip_steps:
-        sbatch = {224: 2 if quick else 4, 32: 16 if quick else 32}
-        if dev == "cuda":
-            sbatch = {224: 64, 32: 256}
+        sbatch = {224: 64, 32: 256} if dev == "cuda" else {224: 2 if quick else 4,
+                                                          32: 16 if quick else 32}
         srounds = max(2, rounds - 2) if quick else 5
-        for name in STEP_MODELS:
+        for name in args.models:
             for res in (224, 32):
-                r = bench_step(name, res, sbatch[res], srounds, dev)
+                r = bench_step(name, res, sbatch[res], srounds, dev, threads, min_run)
                 steps.append(r)
-                print(f"[{time.time() - t_start:6.1f}s] step {name}@{res}: " + ", ".join(
-                    f"{v} {d['step_speedup']:.2f}x" for v, d in r["variants"].items()),
-                    flush=True)
+                log(f"step {name}@{res}", r, "step_speedup")
     meta = {
         "device": dev,
         "device_name": (torch.cuda.get_device_name() if dev == "cuda"
-                        else platform.processor() or platform.machine()),
-        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "quick": quick, "rounds": rounds,
-        "layer_batch": lbatch, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "wall_s": None,
-        "memory_source": ("torch.cuda.max_memory_allocated during backward" if dev == "cuda"
-                          else "peak live tensor-storage bytes created during backward "
-                               "(TorchDispatchMode tracker; tracemalloc cannot see torch)"),
+                        else machine_info()["cpu_model"]),
+        "machine": machine_info(), "threads": threads, "torch": torch.__version__,
+        "quick": quick, "rounds": rounds, "min_run_time_s": min_run, "layer_batch": lbatch,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": None,
+        "memory_source": memory_source(dev),
         "flop_source": "torch.utils.flop_counter.FlopCounterMode on one backward "
                        "(sliced shapes for ssProp; dense kernels for dither)",
     }

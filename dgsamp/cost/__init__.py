@@ -22,6 +22,7 @@ from .flops import (
     sampling_flops,
 )
 from .ledger import ROW_FLOPS, CostLedger, Row, Segment, Source
+from .memory import LiveTensorBytes, memory_source, peak_bytes
 from .probe import StepMeasurement, StepProbe
 from .recorder import CostRecorder
 from .report import SCHEMA, machine_info, measure, unavailable, write_json
@@ -61,3 +62,4 @@ __all__ = [
     "unavailable",
     "write_json",
 ]
+__all__ += ["LiveTensorBytes", "memory_source", "peak_bytes"]
