@@ -1,5 +1,10 @@
-# Shared by tools/demo_det.sh and tools/demo_seg.sh (sourced; needs PY, OUT, ITERS, BACKBONE,
-# seed and the array common set by the caller).
+# Shared by tools/demo_det.sh and tools/demo_seg.sh (sourced after the caller set ITERS and OUT;
+# demo_run needs the loop variable seed).
+PY=${PY:-.venv/bin/python}
+SEEDS=${SEEDS:-0}
+BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet18, ~1.7x faster
+common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
+        default_hooks.checkpoint.interval="$ITERS")
 # demo_run CONFIG METHOD BACKBONE_KEY [cfg-option ...]: train CONFIG for this seed into
 # $OUT/METHOD/seed$seed, then evaluate that checkpoint with BN statistics of each domain's own
 # unlabeled images (tools/test.py --adabn) into $OUT/METHOD+adabn/seed$seed.

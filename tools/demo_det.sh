@@ -10,17 +10,12 @@
 #   SEEDS="0 1 2" ITERS=300 BURN=150 THR=0.5 EMA=0.05 tools/demo_det.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-SEEDS=${SEEDS:-0}
 ITERS=${ITERS:-300}
 BURN=${BURN:-150}
 THR=${THR:-0.5}
 EMA=${EMA:-0.05}
-BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet18, ~1.7x faster
 OUT=${OUT:-work_dirs/demo_det}
-common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
-        default_hooks.checkpoint.interval="$ITERS")
-source tools/demo_dense_lib.sh
+source tools/demo_dense_lib.sh  # PY, SEEDS, BACKBONE, common, demo_run
 for seed in $SEEDS; do
   demo_run configs/det/faster_rcnn_r18_shapes_source_only.py source_only model.backbone
   demo_run configs/det/faster_rcnn_r18_shapes_mean_teacher.py mean_teacher model.detector.backbone \

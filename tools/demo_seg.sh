@@ -7,15 +7,10 @@
 #   SEEDS="0 1 2" ITERS=400 BURN=200 tools/demo_seg.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-SEEDS=${SEEDS:-0}
 ITERS=${ITERS:-400}
 BURN=${BURN:-200}
-BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet18, ~1.7x faster
 OUT=${OUT:-work_dirs/demo_seg}
-common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
-        default_hooks.checkpoint.interval="$ITERS")
-source tools/demo_dense_lib.sh
+source tools/demo_dense_lib.sh  # PY, SEEDS, BACKBONE, common, demo_run
 for seed in $SEEDS; do
   demo_run configs/seg/segformer_r18_shapes_source_only.py source_only model.backbone
   demo_run configs/seg/segformer_r18_shapes_classmix.py classmix model.segmentor.backbone \
