@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -54,3 +55,24 @@ def test_progress_reports_runs_finished_elsewhere():
 def test_jobs_must_be_positive():
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         run_commands([], jobs=0)
+
+
+def test_sweep_watch_follows_results_and_failure_marks(tmp_path, capsys):
+    import subprocess
+
+    from conftest import ROOT  # noqa: F401  (puts the checkout on sys.path for tools.sweep)
+    from mmengine.config import Config
+
+    from tools.sweep import FAILED_MARK, Job, watch
+
+    jobs = [Job(str(tmp_path / name), Config(), {}) for name in ("ok", "bad", "never")]
+    for job in jobs:
+        (tmp_path / Path(job.work_dir).name).mkdir()
+    script = (f"import time; time.sleep(0.5); open({jobs[0].work_dir!r} + '/results.json', 'w'); "
+              f"open({jobs[1].work_dir!r} + '/{FAILED_MARK}', 'w')")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    failed = watch([proc], jobs, poll_s=0.1)
+    assert [Path(j.work_dir).name for j in failed] == ["bad", "never"]  # never: worker exited
+    err = capsys.readouterr().err
+    assert f"{jobs[1].work_dir}: see {jobs[1].work_dir}/train.log" in err
+    assert "2 of 3 runs failed" in err

@@ -14,7 +14,8 @@ after an interruption or extended with more seeds. Trial seed k sets the trainin
 DomainBed-style seeded random draws (dgsamp.models.algorithms.hparams), the same for every
 held-out domain. ``--jobs N`` starts N worker processes that train their share of the jobs one
 after another (``--threads`` CPU threads each; one import per worker, not per job); each job's
-output goes to its ``train.log``.
+output goes to its ``train.log``. A progress bar with an ETA follows the jobs as their results
+appear; failed jobs are listed at the end with their ``train.log``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ sys.path.insert(0, ROOT)  # run from a checkout
 from mmengine.config import Config, DictAction  # noqa: E402
 
 import dgsamp  # noqa: E402, F401  (registers data sets)
+from dgsamp.engine.run_queue import RunProgress  # noqa: E402
 from dgsamp.models.algorithms import apply_algorithm, draw_hparams  # noqa: E402
+
+FAILED_MARK = "FAILED"  # a worker leaves this in a job's work dir when the job failed
 
 
 @dataclass
@@ -148,7 +152,6 @@ def worker(work_dirs: list[str]) -> int:
 
     failed = 0
     for work_dir in work_dirs:
-        start = time.time()
         ok = True
         with open(osp.join(work_dir, "train.log"), "w") as log, \
                 contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -159,8 +162,28 @@ def worker(work_dirs: list[str]) -> int:
                 ok = False
         ok = ok and osp.isfile(osp.join(work_dir, "results.json"))
         failed += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {time.time() - start:6.0f}s {work_dir}", flush=True)
+        if not ok:  # the parent sees the job as failed once this worker has exited
+            open(osp.join(work_dir, FAILED_MARK), "w").close()
     return 1 if failed else 0
+
+
+def watch(procs: list[subprocess.Popen], jobs: list[Job], poll_s: float = 2.0) -> list[Job]:
+    """A progress bar over the jobs while the workers train them; returns the failed jobs.
+
+    A job counts as finished when its results.json appears, as failed when its worker marks it
+    so (or exits without reaching it)."""
+    left = list(jobs)
+    with RunProgress(len(jobs), "sweep") as progress:
+        while left:
+            running = any(p.poll() is None for p in procs)
+            for job in list(left):
+                failed = osp.isfile(osp.join(job.work_dir, FAILED_MARK)) or not running
+                if job.done or failed:
+                    progress.finished(job.work_dir, job.done, osp.join(job.work_dir, "train.log"))
+                    left.remove(job)
+            if left:
+                time.sleep(poll_s)
+    return [job for job in jobs if not job.done]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for job in todo:
         prepare(job)
+        if osp.isfile(osp.join(job.work_dir, FAILED_MARK)):
+            os.remove(osp.join(job.work_dir, FAILED_MARK))
     # N worker processes, each training its share of the jobs in turn (one import each)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
@@ -202,11 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     procs = [subprocess.Popen([sys.executable, osp.abspath(__file__), "--worker",
                                *[j.work_dir for j in todo[i::n]]], env=env, cwd=ROOT)
              for i in range(n) if todo[i::n]]
+    failed = watch(procs, todo)  # the bar; failed jobs are listed with their train.log
     for p in procs:
         p.wait()
-    failed = [j for j in todo if not j.done]
-    for job in failed:
-        print(f"failed: {job.work_dir} (see {osp.join(job.work_dir, 'train.log')})")
     return 1 if failed else 0
 
 
