@@ -234,8 +234,9 @@ def test_bad_select():
 
 
 def test_patched_depthwise_conv_keeps_its_dense_backward_unless_sliced():
-    """The automatic choice (slicing_pays) depends on the shape only, so it is deterministic;
-    a depthwise conv falls back to the dense backward, ``grouped='sliced'`` forces slicing."""
+    """The automatic choice (slicing_pays) depends on the shape and keep only, so it is
+    deterministic; a depthwise conv where slicing cannot win falls back to the dense backward,
+    ``grouped='sliced'`` forces slicing."""
     from torch import nn
 
     from dgsamp.methods.patch import patch, sparse_stats, unpatch
@@ -243,8 +244,11 @@ def test_patched_depthwise_conv_keeps_its_dense_backward_unless_sliced():
 
     torch.manual_seed(7)
     dw, grouped = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Conv2d(8, 8, 3, padding=1, groups=2)
-    assert [slicing_pays(dw), slicing_pays(grouped), slicing_pays(nn.Conv2d(8, 4, 1))] == [
-        False, True, True]
+    assert [slicing_pays(dw, 0.5), slicing_pays(grouped, 0.5),
+            slicing_pays(nn.Conv2d(8, 4, 1), 0.5)] == [False, True, True]
+    dw7 = nn.Conv2d(40, 40, 7, padding=3, groups=40)  # ConvNeXt's: slicing pays at low keep
+    assert [slicing_pays(dw7, k) for k in (0.5, 0.3, 0.2)] == [False, False, True]
+    assert not any(slicing_pays(dw, k) for k in (0.5, 0.2, 0.05))  # 3x3: never
     x = torch.randn(2, 8, 6, 6, dtype=DT)
     dy = torch.randn(2, 8, 6, 6, dtype=DT) * torch.rand(1, 8, 1, 1, dtype=DT)
     dw.double()
@@ -252,7 +256,7 @@ def test_patched_depthwise_conv_keeps_its_dense_backward_unless_sliced():
                       dw.bias.detach(), dy)
     for grouped_opt, expect_dense in (("auto", True), ("sliced", False)):
         patch(dw, "ssprop", keep=0.5, dense_output=False, grouped=grouped_opt)
-        assert dw._dense_backward is expect_dense
+        assert dw.dense_backward is expect_dense
         xg = x.clone().requires_grad_()
         dw.weight.grad = dw.bias.grad = None
         dw(xg).backward(dy)

@@ -341,7 +341,7 @@ class ScheduledSparseBackward:
         """One log line: what is patched, the schedule, which layers stay dense."""
         dense = output_layers(self.model) if self.dense_output else []
         depthwise = [n for n, m in patched_modules(self.model).items()
-                     if getattr(m, "_dense_backward", False)]
+                     if getattr(m, "dense_backward", False)]
         return (f"{self.method} on {len(self.patched)} layers, schedule {self.schedule!r} per "
                 f"{unit}" + (f"; output layers kept dense: {', '.join(dense)}" if dense else "")
                 + (f"; depthwise convs with a dense backward: {', '.join(depthwise)}"

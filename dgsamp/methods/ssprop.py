@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "MIN_CHANNELS_PER_GROUP",
+    "COPY_COST_MACS",
     "SSPROP_SELECT",
     "SsPropConv2d",
     "SsPropLinear",
@@ -47,7 +47,9 @@ __all__ = [
 SSPROP_SELECT = ("topk", "random")
 _GROUP_SELECT = ("global", "balanced")
 _GROUPED = ("auto", "sliced")
-MIN_CHANNELS_PER_GROUP = 2
+#: one element copied by slicing (gather or scatter) costs about this many multiply-adds of the
+#: conv kernels on this CPU (one AVX-512 core: ~0.4 ns per element moved, ~50 GMAC/s)
+COPY_COST_MACS = 20.0
 
 
 def check_keep(keep: Any) -> float:
@@ -73,9 +75,9 @@ class SsPropOptions:
     Frozen, so one instance is shared by every layer a :func:`~dgsamp.methods.patch.patch` call
     makes and handed to the autograd Function as is; ``dataclasses.replace`` (what
     ``set_sparsity`` does) makes a validated copy. ``grouped`` decides the depthwise case: with
-    ``'auto'`` (default) a patched depthwise conv keeps its dense backward (:func:`slicing_pays`),
-    with ``'sliced'`` it is sliced like every other conv. The functional ``ssprop_conv2d``
-    always slices.
+    ``'auto'`` (default) a patched depthwise conv keeps its dense backward where slicing cannot
+    win (:func:`slicing_pays`), with ``'sliced'`` it is always sliced like every other conv.
+    The functional ``ssprop_conv2d`` always slices.
     """
 
     keep: float = 0.5
@@ -100,16 +102,25 @@ class SsPropOptions:
         object.__setattr__(self, "rescale", bool(self.rescale))
 
 
-def slicing_pays(conv: nn.Conv2d) -> bool:
-    """Whether the sliced backward can beat the dense one for this conv's shape.
+def slicing_pays(conv: nn.Conv2d, keep: float) -> bool:
+    """Whether the sliced backward can beat the dense one for this conv's shape at ``keep``.
 
-    A depthwise conv (one input channel per group) does ~k²·HW multiply-adds per channel, about
-    what the copies of slicing cost (dY and X gathered, dX scattered back): measured on this CPU
-    its sliced backward is never faster than the dense one (tools/benchmark_sparse.py, per layer
-    ``depthwise``), and it made ConvNeXt-atto's whole step slower than dense. Grouped convs with
-    ``MIN_CHANNELS_PER_GROUP`` or more input channels per group slice like dense ones.
+    Only depthwise convs (one input channel per group) can lose: slicing saves
+    ``2(1 − keep)·k²`` multiply-adds per output-gradient element (dX and dW), and pays for
+    gathering dY, gathering the kept groups' X and scattering their dX back, about
+    ``(1 + 2·keep) + (|X|/|dY|)(1 + 3·keep)`` element copies (``COPY_COST_MACS`` each). For a
+    7x7 depthwise conv that is break-even near keep 0.29: ConvNeXt-atto's backward at 32 px
+    measured 0.80x dense with its depthwise convs dense vs 0.74x sliced at keep 0.5, and 1.02x
+    vs 1.15x at keep 0.2 (tools/benchmark_sparse.py; one shared CPU, see the results page).
+    A 3x3 depthwise conv never pays. Deterministic: a function of the shape and keep only.
     """
-    return conv.groups == 1 or conv.in_channels // conv.groups >= MIN_CHANNELS_PER_GROUP
+    if conv.groups == 1 or conv.in_channels != conv.groups:
+        return True
+    sh, sw = conv.stride
+    x_per_dy = sh * sw * conv.in_channels / conv.out_channels
+    saved = 2.0 * (1.0 - keep) * conv.kernel_size[0] * conv.kernel_size[1]
+    copies = (1.0 + 2.0 * keep) + x_per_dy * (1.0 + 3.0 * keep)
+    return saved >= COPY_COST_MACS * copies
 
 
 def channel_scores(dy: Tensor, channel_dim: int) -> Tensor:
@@ -418,17 +429,14 @@ class _SsPropMixin:
     """
 
     #: attributes patch.py adds on patching and removes on unpatching
-    _sparse_attrs = ("sparse_options", "kept_fraction", "_dense_backward")
+    _sparse_attrs = ("sparse_options", "kept_fraction")
     sparse_method = "ssprop"
     options_class = SsPropOptions
 
     def _sparse_init(self, options: SsPropOptions | None = None, **kwargs: Any) -> None:
         """Attach ``options`` (or ``SsPropOptions(**kwargs)``) to this layer."""
         self.sparse_options = options if options is not None else SsPropOptions(**kwargs)
-        self._dense_backward = (isinstance(self, nn.Conv2d) and self.sparse_options.grouped ==
-                                "auto" and not slicing_pays(self))
-        # measured k / C_out of the last backward; a layer kept dense uses every channel
-        self.kept_fraction = 1.0 if self._dense_backward else None
+        self.kept_fraction = None  # measured k / C_out of the last backward
 
     @property
     def keep(self) -> float:
@@ -444,19 +452,29 @@ class SsPropConv2d(_SsPropMixin, nn.Conv2d):
     """``nn.Conv2d`` with the ssProp backward. Made by patching (class swap), not constructed.
 
     Only ``_conv_forward`` is overridden, so ``forward`` and every parameter name stay those of
-    ``nn.Conv2d``. A depthwise conv keeps its dense backward unless ``grouped='sliced'``
-    (:func:`slicing_pays`).
+    ``nn.Conv2d``. A depthwise conv keeps its dense backward where slicing cannot win, unless
+    ``grouped='sliced'`` (:func:`slicing_pays`).
     """
 
+    @property
+    def dense_backward(self) -> bool:
+        """Whether the next backward runs dense although keep < 1 (the depthwise fallback)."""
+        o = self.sparse_options
+        return o.keep < 1.0 and o.grouped == "auto" and not slicing_pays(self, o.keep)
+
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if self._dense_backward or self.sparse_options.keep >= 1.0:
+        if self.sparse_options.keep >= 1.0:
+            return super()._conv_forward(input, weight, bias)
+        if self.dense_backward:
+            if torch.is_grad_enabled():
+                self.kept_fraction = 1.0  # its backward uses every channel
             return super()._conv_forward(input, weight, bias)
         return _conv2d(input, weight, bias, self.stride, self.padding, self.dilation,
                        self.groups, self.padding_mode, self.sparse_options, self)
 
     def extra_repr(self) -> str:
         o = self.sparse_options
-        dense = ", dense backward (depthwise)" if self._dense_backward else ""
+        dense = ", dense backward (depthwise)" if self.dense_backward else ""
         return super().extra_repr() + f", ssprop_keep={o.keep}, select={o.select}{dense}"
 
 
