@@ -499,7 +499,7 @@ def main(argv=None):
     if not args.skip_steps:
         sbatch = {224: 64, 32: 256} if dev == "cuda" else {224: 2 if quick else 4,
                                                           32: 16 if quick else 32}
-        srounds = max(2, rounds - 2) if quick else 5
+        srounds = args.rounds or (3 if quick else 5)
         for name in args.models:
             for res in (224, 32):
                 r = bench_step(name, res, sbatch[res], srounds, dev, threads, min_run)

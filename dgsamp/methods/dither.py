@@ -12,7 +12,8 @@ i.e. stochastic rounding onto the grid ΔZ: E[δ̃] = δ and P(δ̃_i = 0) = max
 int8: the codes δ̃/Δ are integers, and Δ is raised to max|δ|/127 whenever s·std(δ) is smaller
 (only for extreme outliers: an element > 127·s standard deviations from zero), so that
 |δ/Δ| ≤ 127 and every code fits in int8 *without clipping*: quantization stays unbiased in every
-case. (A clamp to [−127, 127] remains as a guard; it never changes a value.)
+case. (``dither_quantize`` clamps to [−127, 127] as a guard before the int8 cast; it never
+changes a value, so the training path skips that pass.)
 :func:`dither_quantize` returns the int8 codes and Δ.
 
 Dense kernels on a sparse δ̃ cost the same as on δ; the saving is reported as effective FLOPs
@@ -127,11 +128,12 @@ def dither_quantize(
     """int8 codes q and step Δ with δ̃ = Δ·q."""
     _check_mode(mode)
     q, delta = _codes(dy, check_scale(scale), mode, generator)
-    return q.to(torch.int8), delta
+    # guard only: Δ ≥ max|δ|/127 keeps every code in range (training skips this pass)
+    return q.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8), delta
 
 
 def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None):
-    """Float codes round(δ/Δ + ν) = floor(δ/Δ + u), u ~ U(0, 1), all within int8 range.
+    """Float codes round(δ/Δ + ν) = floor(δ/Δ + u), u ~ U(0, 1), all within [−127, 127].
 
     ``scale`` and ``mode`` are validated by the caller (DitherOptions or the public function).
     """
@@ -141,9 +143,7 @@ def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | Non
     else:
         u = torch.rand(dy.shape, generator=generator, dtype=dy.dtype,
                        device=generator.device).to(dy.device)
-    q = u.addcmul_(dy, delta.reciprocal()).floor_()
-    q.clamp_(-INT8_MAX, INT8_MAX)  # guard only: Δ ≥ max|δ|/127 keeps every code in range
-    return q, delta
+    return u.addcmul_(dy, delta.reciprocal()).floor_(), delta
 
 
 def dither(
