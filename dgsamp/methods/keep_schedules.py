@@ -20,7 +20,8 @@ A ramp built with ``total=RUN_LENGTH`` takes the length of the run it is used in
 parsed and validated once, when it enters (a hook's constructor), and :meth:`~KeepSchedule.\
 with_total` fills in the number of epochs or iterations once the run knows it.
 :class:`ScheduledSparseBackward` is a schedule driving a patched model: what SparseBackwardHook
-and SparseBackwardOptimWrapper share.
+and SparseBackwardOptimWrapper share (here, beside the schedules it steps: slightly over 350
+lines).
 """
 
 from __future__ import annotations

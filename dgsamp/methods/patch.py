@@ -29,6 +29,9 @@ custom forward (e.g. timm's ``Conv2dSame``), lazy layers, and the ``out_proj`` o
 
 Patched classes are made on the fly for subclasses; they are not importable by name, so save
 ``state_dict()`` rather than pickling a patched model (or unpatch first).
+
+Over 350 lines for a reason: selection, patch/unpatch, set_sparsity and sparse_stats are the
+one mechanism that owns the patched-layer attributes; nothing else may touch them.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ which always needs a single kernel call.
 
 Module classes :class:`SsPropConv2d` and :class:`SsPropLinear` are what :mod:`dgsamp.methods.patch`
 swaps an existing module's class to; they keep every parameter under the same name.
+
+Over 350 lines for a reason: options, channel selection, the sliced backward, the two autograd
+Functions, their functional forms and module classes are one algorithm sharing private helpers
+(padding rules, the bucketed grouped backward); split, each part would import the others'.
 """
 
 from __future__ import annotations
