@@ -135,7 +135,8 @@ def test_server_skipped_round_contacts_no_client(uninterrupted):
     # the sampled round moved the model: its accuracy is its own
     assert skipped["metrics"] != rows[1]["metrics"]
     cost = json.loads(Path(uninterrupted[0].work_dir, "cost.json").read_text())
-    assert cost["totals"]["epochs"] == dict(trained=3, skipped=1)
+    assert cost["totals"]["epochs"] == dict(trained=3, skipped=1, unit="rounds", client_rounds=3)
+    assert cost["totals"]["flops"]["train"]["value"] > 0  # clients' FLOPs + the sample's
     assert cost["run"]["complete"]
 
 
@@ -252,7 +253,8 @@ def test_train_fl_in_flowers_simulation_engine(tmp_path):
     assert {"acc/0", "acc/15", "acc/75", "acc/test_domains"} <= set(results["metrics"])
     run = compare.load_run(str(tmp_path), "acc/test_domains")
     numbers = compare.run_numbers(run, "acc/test_domains")
-    assert numbers["flops"] > 0 and numbers["epochs"] == 2
+    assert numbers["flops"] > 0 and numbers["epochs"] == 4  # a ledger row per client and round
+    assert run["cost"]["totals"]["epochs"]["trained"] == 2  # rounds
     assert list((tmp_path / "clients" / "c1").glob("local_r2.pth"))  # FedBN kept its norms
 
 
@@ -280,9 +282,11 @@ def test_client_mode_gradsamp_skips_local_epochs(tmp_path):
     from mmengine.registry import MODELS
 
     from dgsamp.federated.client import train_client
+    from dgsamp.federated.report import ledger_from_payload
 
     cfg = fl_config(tmp_path, local_epochs=4, gradsamp=dict(mode="client", every=4, warmup=2))
     out = train_client(cfg, FLSettings.from_cfg(cfg), 0, 1, MODELS.build(cfg.model).state_dict(),
                        str(tmp_path / "c0"))
-    assert out.cost["totals"]["epochs"] == dict(trained=3, skipped=1)
-    assert [r["kind"] for r in out.cost["epochs"]] == ["trained", "trained", "skipped", "trained"]
+    ledger = ledger_from_payload(out.cost)
+    assert ledger.totals()["epochs"] == dict(trained=3, skipped=1)
+    assert [r.kind for r in ledger.rows] == ["trained", "trained", "skipped", "trained"]

@@ -23,7 +23,6 @@ from flwr.serverapp import Grid, ServerApp
 from mmengine.config import Config
 
 from .client import train_client
-from .report import client_cost_summary
 from .server import run_federation
 from .settings import FLSettings
 
@@ -63,7 +62,7 @@ def train(msg: Message, context: Context) -> Message:
         osp.join(work_dir, "clients", f"c{client}"),
         proximal_mu=float(config.get("proximal-mu", 0.0)),
         keep_norm_local=bool(config["keep-norm-local"]))
-    summary = dict(client=client, **client_cost_summary(result.cost))
+    summary = dict(client=client, ledger=result.cost)
     return Message(RecordDict({
         "arrays": ArrayRecord(result.state),
         "metrics": MetricRecord({"num-examples": result.num_examples}),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import glob
-import json
 import os
 import os.path as osp
 import re
@@ -31,7 +30,9 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from torch import nn
 
+from ..engine.cost_hook import CostHook
 from ..engine.runner_utils import unwrap_model
+from .report import ledger_payload
 from .settings import FLSettings
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
@@ -136,7 +137,8 @@ class FederatedRoundHook(Hook):
 
 @dataclass
 class LocalResult:
-    """What a client sends back: its weights, its sample count, what the round cost it."""
+    """What a client sends back: its weights, its sample count, what the round cost it (its
+    CostHook ledger as plain types, `dgsamp.federated.report.ledger_payload`)."""
 
     state: dict[str, torch.Tensor]
     num_examples: int
@@ -172,6 +174,6 @@ def train_client(cfg: Config, fl: FLSettings, client: int, server_round: int,
         os.makedirs(client_dir, exist_ok=True)
         torch.save({k: state[k] for k in local_keys},
                    osp.join(client_dir, f"local_r{server_round}.pth"))
-    with open(osp.join(ccfg.work_dir, "cost.json")) as fh:
-        cost = json.load(fh)
-    return LocalResult(state, len(runner.train_dataloader.dataset), cost)
+    cost_hook = next(h for h in runner.hooks if isinstance(h, CostHook))
+    return LocalResult(state, len(runner.train_dataloader.dataset),
+                       ledger_payload(cost_hook.ledger))

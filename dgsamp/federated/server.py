@@ -27,7 +27,7 @@ from mmengine.config import Config
 
 from ..cost.flops import sampling_flops
 from ..engine.runner_utils import unwrap_model
-from .report import round_row, write_reports
+from .report import round_row, skip_row, write_reports
 from .server_gradsamp import ServerGradSamp
 from .settings import FLSettings
 from .strategies import CountingGrid, build_strategy
@@ -136,13 +136,12 @@ def run_federation(grid, cfg: Config, resume: bool = False) -> list[dict]:
     seed = int((cfg.get("randomness") or {}).get("seed") or 0)
     for rnd in range(start, fl.num_rounds + 1):
         t0 = time.perf_counter()
-        kind, clients, failures, sampling = "trained", [], [], None
+        kind, clients, failures, skipped = "trained", [], [], None
         if gradsamp is not None and gradsamp.should_skip(rnd):
             stats = gradsamp.skip(state, rnd)
             if stats["status"] == "applied":
                 kind = "skipped"
-                n, src = sampling_flops(evaluator.model)
-                sampling = dict(value=n, source=f"server sampling: {src}")
+                skipped = skip_row(rnd, sampling_flops(evaluator.model), time.perf_counter() - t0)
                 log.info(f"[fl] round {rnd}/{fl.num_rounds} skipped by GradSamp: no client "
                          f"contacted (sigma_mean={stats['sigma_mean']:.3e})")
             else:
@@ -169,7 +168,7 @@ def run_federation(grid, cfg: Config, resume: bool = False) -> list[dict]:
             clients = [json.loads(m.content["cost"]["summary"]) for m in ok]
         metrics = evaluator.evaluate(state, rnd)
         rows.append(round_row(rnd, kind, clients, failures, counting.take(),
-                              time.perf_counter() - t0, metrics, sampling))
+                              time.perf_counter() - t0, metrics, skipped))
         log.info(f"[fl] round {rnd}/{fl.num_rounds} ({kind}): "
                  + " ".join(f"{k}={v:.2f}" for k, v in metrics.items()))
         _save(cfg.work_dir, rnd, dict(round=rnd, state=state, rows=rows,
