@@ -44,6 +44,14 @@ def _batch_size(data_batch: Any) -> int | None:
     return len(inputs) if isinstance(inputs, (list, tuple)) else None
 
 
+def _local_rank() -> int:
+    """mmengine's local rank where it made a local group, else the launcher's LOCAL_RANK."""
+    try:
+        return get_local_rank()
+    except RuntimeError:  # 'Local process group is not created' (torchrun without init_dist)
+        return int(os.environ.get("LOCAL_RANK", 0))
+
+
 def _plain(metrics: dict) -> dict[str, Any]:
     return {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}
 
@@ -110,7 +118,7 @@ class CostHook(Hook):
     # ------------------------------------------------------------------ set-up and tear-down
     def before_run(self, runner) -> None:
         self._world = get_world_size()
-        self.meters = EnergyMeters(self.cpu_watts_per_core, meter_cpu=get_local_rank() == 0,
+        self.meters = EnergyMeters(self.cpu_watts_per_core, meter_cpu=_local_rank() == 0,
                                    world_size=self._world)
         self._t_run0, self._e_run0 = time.perf_counter(), self._read()
 
