@@ -13,6 +13,10 @@ from .gradsamp_hook import GradSampHook
 from .gradsamp_optim_wrapper import GradSampOptimWrapper
 from .loops import GradSampEpochBasedTrainLoop, GradSampIterBasedTrainLoop
 from .sparse_backward_hook import SparseBackwardHook
+from .sparse_backward_optim_wrapper import (
+    SparseBackwardAmpOptimWrapper,
+    SparseBackwardOptimWrapper,
+)
 from .swad_hook import SWADHook
 
 __all__ = ["CPUDistributedDataParallel", "CostHook", "GradSampEpochBasedTrainLoop", "GradSampHook",
@@ -20,3 +24,4 @@ __all__ = ["CPUDistributedDataParallel", "CostHook", "GradSampEpochBasedTrainLoo
            "init_cpu_distributed"]
 __all__ += ["GradSampOptimWrapper"]
 __all__ += ["AdaBNTestLoop", "EMATeacherHook"]
+__all__ += ["SparseBackwardAmpOptimWrapper", "SparseBackwardOptimWrapper"]
