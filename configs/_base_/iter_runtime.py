@@ -17,8 +17,12 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False,
                     max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend='nccl'))
+# dist_cfg.backend is left out: tools/train.py picks NCCL with CUDA, gloo without
+# (dgsamp.engine.dist_backend); set env_cfg.dist_cfg.backend here to force one.
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
+# TensorBoard beside the JSON logs (`tensorboard --logdir work_dirs`).
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 log_level = 'INFO'
 load_from = None
