@@ -53,3 +53,28 @@ def test_layers_only_markdown_has_no_empty_step_table(tmp_path):
     text = out.read_text()
     assert "| resnet18 | l1 | B8 | ssprop0.2 | 3.85 | 2.60 |" in text
     assert "## Whole train step" not in text
+
+
+def test_new_paths_are_reported_next_to_dense_and_the_old_path(tmp_path):
+    """Depthwise layers: the patched layer (dense backward) beside the old sliced path; whole
+    steps: the slowest sparse step, old sliced variant excluded."""
+    dw = {"net": "convnext_atto", "layer": "dw", "shape": "B8", "variants": {
+        v: {"median_ms": 10 / sp, "speedup_vs_dense": sp, "flops_ratio": 1.0,
+            "peak_bwd_bytes": 0, **({"zero_fraction": 0.9} if v == "dither" else {})}
+        for v, sp in (("dense", 1.0), ("ssprop0.5", 1.01), ("ssprop0.5_sliced", 0.8),
+                      ("dither", 0.7))}}
+    step = {"model": "convnext_atto", "res": 32, "batch": 4, "variants": {
+        "dense": _variant(1.0), "ssprop0.5": _variant(1.02), "ssprop0.2": _variant(1.3),
+        "ssprop0.5_sliced": _variant(0.9), "dither": _variant(0.96, zeros=0.93)}}
+    result = {"meta": {"device_name": "cpu", "device": "cpu", "threads": 1, "torch": "x",
+                       "quick": False, "rounds": 5, "memory_source": "m", "flop_source": "f"},
+              "layers": [dw], "steps": [step]}
+    result["summary"] = s = bench.summarize(result)
+    assert s["depthwise_bwd_keep0.5_median"] == {"ssprop0.5": 1.01, "ssprop0.5_sliced": 0.8}
+    assert s["ssprop_step_speedup_min"] == 1.02 and s["dither_step_speedup_min"] == 0.96
+    out = tmp_path / "r.md"
+    bench.write_markdown(result, out)
+    text = out.read_text()
+    assert "patched layer (dense backward) 1.01x, sliced (old path) 0.80x" in text
+    assert "ssProp (keep 0.5 / 0.2) 1.02x, dither 0.96x" in text
+    assert "| convnext_atto | 32 | 4 | ssprop0.5_sliced | 3 | 11.1 | 0.90 |" in text

@@ -340,16 +340,16 @@ def summarize(result) -> dict:
         if all("fwd_bwd_speedup" in r["variants"]["ssprop0.2"] for r in r18):
             s["conv_fwd_bwd_keep0.2_resnet18_median"] = statistics.median(
                 r["variants"]["ssprop0.2"]["fwd_bwd_speedup"] for r in r18)
-        dw = [r for r in result["layers"] if "ssprop0.5_sliced" in r["variants"]]
-        if dw:
-            s["depthwise_bwd_keep0.5_median"] = {v: statistics.median(
-                r["variants"][v]["speedup_vs_dense"] for r in dw)
-                for v in ("ssprop0.5", "ssprop0.5_sliced")}
         conv_layers = [r for r in result["layers"] if r["net"] != "vit_s"]
         s["dither_layer_zero_fraction_median"] = statistics.median(
             r["variants"]["dither"]["zero_fraction"] for r in result["layers"])
         s["dither_conv_bwd_overhead_median"] = statistics.median(
             1 / r["variants"]["dither"]["speedup_vs_dense"] - 1 for r in conv_layers)
+    dw = [r for r in result["layers"] if "ssprop0.5_sliced" in r["variants"]]
+    if dw:
+        s["depthwise_bwd_keep0.5_median"] = {v: statistics.median(
+            r["variants"][v]["speedup_vs_dense"] for r in dw)
+            for v in ("ssprop0.5", "ssprop0.5_sliced")}
     steps = result["steps"]
     r18s = [r for r in steps if r["model"] == "resnet18" and r["res"] == 224]
     if r18s:
