@@ -25,6 +25,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .ledger import Source
+
 __all__ = [
     "ESTIMATE_SOURCE",
     "METERS",
@@ -223,6 +225,11 @@ class EnergyMeters:
 
     def describe(self) -> dict[str, dict[str, Any]]:
         return {m: self.info[m].describe() for m in METERS}
+
+    def sources(self) -> dict[str, Source]:
+        """Each meter's source for ledger rows (why not, where it is unavailable)."""
+        return {m: Source(i.source) if i.available else Source(unavailable=i.reason)
+                for m, i in self.info.items()}
 
     def delta(self, a: dict[str, float | None],
               b: dict[str, float | None]) -> dict[str, float | None]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .energy import EnergyMeters
-from .ledger import CostLedger, Row, Source
+from .ledger import CostLedger, Row
 from .probe import StepProbe
 from .rows import RowContext, RowDraft, StepRecord
 
@@ -174,8 +174,3 @@ class CostRecorder:
             if self.draft is not None and self.draft.steps:
                 self.close_row(epoch, self._next_iter)
         return self.ledger.state_dict()
-
-    @staticmethod
-    def energy_sources(meters: EnergyMeters) -> dict[str, Source]:
-        return {m: Source(i.source) if i.available else Source(unavailable=i.reason)
-                for m, i in meters.info.items()}

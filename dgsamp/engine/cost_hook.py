@@ -163,8 +163,7 @@ class CostHook(Hook):
         opt = next((ow.optimizer for ow in optim_wrappers(runner.optim_wrapper)
                     if getattr(ow, "optimizer", None) is not None), None)
         ctx = RowContext(self._world, *optimizer_flops_per_step(opt, model),
-                         *sampling_flops(model), cuda, CostRecorder.energy_sources(self.meters),
-                         self.meters.total)
+                         *sampling_flops(model), cuda, self.meters.sources(), self.meters.total)
         probe = StepProbe(model, sync=cuda)
         probe.install(runner.model, optim_wrappers(runner.optim_wrapper))
         self._hub_data = any(isinstance(h, IterTimerHook) for h in runner.hooks)
