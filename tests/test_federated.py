@@ -219,6 +219,20 @@ def test_a_failing_client_leaves_the_round_to_the_others(tmp_path):
     assert "client 1 lost its disk" in log
 
 
+@HOOKS.register_module()
+class AlwaysFailHook(Hook):
+    def before_train(self, runner):
+        raise RuntimeError("no client can train")
+
+
+def test_a_round_where_every_client_fails_stops_the_run(tmp_path):
+    cfg = fl_config(tmp_path)
+    cfg.custom_hooks = [dict(type="AlwaysFailHook")]
+    with pytest.raises(RuntimeError, match="every client failed.*no client can train"):
+        run_federation(LocalGrid(1), cfg)
+    assert not Path(cfg.work_dir, "results.json").exists()
+
+
 def test_bad_input_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match="num_rounds"):
         fl_config(tmp_path, num_rounds=0)

@@ -157,6 +157,11 @@ def run_federation(grid, cfg: Config, resume: bool = False) -> list[dict]:
             for f in failures:
                 log.warning(f"[fl] round {rnd}: client on node {f['node']} failed: "
                             f"{f['reason'][-500:]}")
+            if failures and not ok:  # a federation of failing clients is no result at all
+                raise RuntimeError(
+                    f"Round {rnd}: every client failed, e.g. {failures[0]['reason'][-800:]}. "
+                    f"Rounds 1..{rnd - 1} are checkpointed: fix the cause and rerun with "
+                    "--resume.")
             arrays, _ = strategy.aggregate_train(rnd, ok)
             if arrays is None:
                 log.error(f"[fl] round {rnd}: no client reply to aggregate; the global model "
