@@ -113,10 +113,12 @@ def slicing_pays(conv: nn.Conv2d, keep: float) -> bool:
     ``2(1 − keep)·k²`` multiply-adds per output-gradient element (dX and dW), and pays for
     gathering dY, gathering the kept groups' X and scattering their dX back, about
     ``(1 + 2·keep) + (|X|/|dY|)(1 + 3·keep)`` element copies (``COPY_COST_MACS`` each). For a
-    7x7 depthwise conv that is break-even near keep 0.29: ConvNeXt-atto's backward at 32 px
-    measured 0.80x dense with its depthwise convs dense vs 0.74x sliced at keep 0.5, and 1.02x
-    vs 1.15x at keep 0.2 (tools/benchmark_sparse.py; one shared CPU, see the results page).
-    A 3x3 depthwise conv never pays. Deterministic: a function of the shape and keep only.
+    7x7 depthwise conv that is break-even near keep 0.29. ConvNeXt-atto's whole step at keep
+    0.5 measured 0.91x / 0.90x dense (224 / 32 px) with its depthwise convs dense vs 0.85x /
+    0.82x sliced (docs/results/benchmark_sparse_steps_cpu.md, a heavily shared CPU); its
+    backward alone at 32 px and keep 0.2, 1.02x vs 1.15x sliced. In isolation, on contiguous
+    tensors, the sliced depthwise backward is faster (the layer page): the fallback follows the
+    whole step. A 3x3 depthwise conv never pays. Deterministic: a function of shape and keep.
     """
     if conv.groups == 1 or conv.in_channels != conv.groups:
         return True
