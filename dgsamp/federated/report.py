@@ -112,6 +112,10 @@ def cost_report(cfg, rows: list[dict], settings: dict, run_s: float, complete: b
     totals["epochs"] = dict(trained=sum(r["kind"] == "trained" for r in rows),
                             skipped=sum(r["kind"] == "skipped" for r in rows),
                             unit="rounds", client_rounds=sum(len(r["clients"]) for r in rows))
+    for key in ("run", "train", "val"):  # merged segments are clients' rounds, not resumes
+        m = totals["time_s"].get(key) or {}
+        if m.get("source"):
+            m["source"] = m["source"].replace("segments (resumed run)", "client rounds")
     totals["time_s"]["wall"] = measure(sum(r["wall_s"]["value"] for r in rows),
                                        "perf_counter on the server, sum of the rounds")
     totals["time_s"]["server_run"] = measure(run_s, "perf_counter on the server, whole run")
