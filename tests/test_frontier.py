@@ -86,14 +86,16 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("DGSAMP_DATA_CACHE", str(tmp_path / "cache"))
     cfg = tmp_path / "tiny.py"
     cfg.write_text(TINY.format(base=str(ROOT / "configs" / "dg" / "erm_styled_glyphs.py")))
-    results = tmp_path / "docs" / "frontier"
+    results = tmp_path / "docs" / "frontier"  # reports go to --report-dir
     argv = ["--backbones", f"tiny={cfg}", "--settings", "dense-50", "dense", "gradsamp-every4",
-            "--seeds", "0", "--work-root", str(tmp_path / "work"), "--results-dir", str(results)]
+            "--seeds", "0", "--work-root", str(tmp_path / "work"), "--results-dir", str(results),
+            "--report-dir", str(tmp_path / "docs")]
     frontier.main(argv)
     files = sorted(p.name for p in (results / "tiny" / "sketch").iterdir())
     assert files == ["dense-50_s0.json", "dense_s0.json", "gradsamp-every4_s0.json"]
     s = json.loads((results / "tiny" / "sketch" / "gradsamp-every4_s0.json").read_text())
     assert s["methods"] == ["gradsamp-every4"] and s["epochs"] == 4
+    assert s["data_version"] == frontier.FORMAT_VERSION
     assert s["epochs_trained"] == {"trained": 3, "skipped": 1}  # epoch 2 of 0..3 sampled
     assert set(s["accuracy"]) >= {"acc/photo", "acc/sketch", frontier.METRIC}
     dense = json.loads((results / "tiny" / "sketch" / "dense_s0.json").read_text())

@@ -13,10 +13,12 @@ on through ``tools/train.py --methods``. Backbones: ``resnet`` (configs/dg/erm_s
 and ``vit`` (configs/dg/erm_styled_glyphs_vit.py), or ``NAME=CONFIG`` for any other config.
 
 Every finished run leaves a small summary under ``--results-dir`` (default
-docs/results/frontier/<backbone>/<test domain>/<setting>_s<seed>.json: settings, per-domain
-accuracy, costs with their sources from CostHook's cost.json). A point whose summary exists is
-never run again, so the study continues on another machine from the committed files, and the
-reports are written from those files alone: ``<results-dir>/../frontier_<backbone>.md/.png``
+docs/results/frontier/styled_glyphs_v<data version>/<backbone>/<test domain>/<setting>_s<seed>
+.json: settings, per-domain accuracy, costs with their sources from CostHook's cost.json; the
+data version is `glyphs.FORMAT_VERSION`, so a changed generator starts a new folder). A point
+whose summary exists is never run again, so the study continues on another machine from the
+committed files, and the reports are written from those files alone into ``--report-dir``
+(default docs/results): ``frontier_<backbone>.md/.png``
 (accuracy ± SE; paired Δ ± SE against the dense accuracy of the same seed interpolated
 linearly on that seed's frontier at the method's training FLOPs; FLOPs, wall time, energy with
 its source; above/on/below in words: |Δ| > 2 SE decides) and, with --benchmark,
@@ -40,6 +42,7 @@ sys.path[:0] = [ROOT, osp.join(ROOT, "tools")]  # dgsamp from the checkout; tool
 
 from compare import load_run  # noqa: E402  (the run-folder reader: cost.json + metrics)
 
+from dgsamp.datasets.glyphs import FORMAT_VERSION  # noqa: E402
 from dgsamp.engine.run_queue import Run, run_commands  # noqa: E402
 from dgsamp.evaluation.stats import MeanSE, mean_se, paired_difference  # noqa: E402
 
@@ -133,6 +136,7 @@ def plan_runs(args) -> list[Run]:
                         fh.write(config_text(config, budget, seed, test_domain))
                     methods = METHODS.get(setting, [])
                     point = dict(backbone=backbone, config=osp.relpath(config, ROOT),
+                                 data_version=FORMAT_VERSION,
                                  test_domain=test_domain, setting=setting, seed=seed,
                                  budget=budget, methods=methods,
                                  epochs=scaled_schedule(config, budget)[0])
@@ -233,10 +237,10 @@ def frontier_rows(summaries: dict[str, dict]) -> list[dict]:
 
 
 def write_frontier_report(rows: list[dict], backbone: str, test_domain: str, config: str,
-                          out_md: str) -> None:
+                          source: str, out_md: str) -> None:
     lines = [f"# Frontier: {backbone} on StyledGlyphs, '{test_domain}' held out",
              "", f"Written by `python tools/frontier.py --report-only` from "
-             f"docs/results/frontier/{backbone}/{test_domain}/*.json (config `{config}`). "
+             f"{source}/{backbone}/{test_domain}/*.json (config `{config}`). "
              "n = seeds per cell. Δ: paired (same seed) difference to the dense accuracy "
              "interpolated on that seed's frontier at the method's training FLOPs "
              "(† = cost outside the frontier's range, compared with its nearest end). "
@@ -253,7 +257,10 @@ def write_frontier_report(rows: list[dict], backbone: str, test_domain: str, con
                      f"{r.get('verdict', '(the frontier)')} | {fmt(r['time'], 0)} | "
                      f"{fmt(r['energy'], 0)} |")
     sources = sorted({r["energy_source"] for r in rows})
-    lines += ["", f"Energy source: {'; '.join(sources)}.", "", "In words:"]
+    estimate = any("estimate" in src for src in sources)
+    lines += ["", f"Energy source: {'; '.join(sources)}"
+              + (" (an estimate from CPU time, not a meter reading: no RAPL/NVML meter on this "
+                 "machine)." if estimate else "."), "", "In words:"]
     lines += [f"- {r['setting']} is {r['verdict']} ({backbone}): Δ = {fmt(r['delta'])} points "
               f"at {r['flops_pct']:.0f}% of dense's FLOPs, n = {r['delta'].n}."
               for r in rows if "delta" in r and r["flops_pct"] is not None]
@@ -293,10 +300,11 @@ def write_benchmark_report(results_dir: str, backbone: str, out_md: str) -> None
     """ERM (dense, full schedule) per held-out domain: in-domain vs held-out, seed SD."""
     lines = [f"# StyledGlyphs: ERM ({backbone}) per held-out domain", "",
              "Written by `python tools/frontier.py --benchmark --report-only` from "
-             f"docs/results/frontier/{backbone}/<domain>/dense_s*.json. In-domain: the training "
-             "domains' 20% held-out parts; held-out: the whole test domain. SE(5-seed diff): "
-             "√2·SD/√5, the SE of an unpaired 5-seed difference (a paired one of positively "
-             "correlated runs is smaller; measured ones are in frontier_<backbone>.md).", "",
+             f"{osp.relpath(results_dir, ROOT)}/{backbone}/<domain>/dense_s*.json. "
+             "In-domain: the training domains' 20% held-out parts; held-out: the whole test "
+             "domain. SE(5-seed diff): √2·SD/√5, the SE of an unpaired 5-seed difference "
+             "(a paired one of positively correlated runs is smaller; measured ones are in "
+             "frontier_<backbone>.md).", "",
              "| held-out domain | n seeds | in-domain acc | held-out acc | gap | held-out SD "
              "over seeds | SE(5-seed diff) |", "|---|---|---|---|---|---|---|"]
     for domain in sorted(os.listdir(osp.join(results_dir, backbone))):
@@ -315,7 +323,8 @@ def write_benchmark_report(results_dir: str, backbone: str, out_md: str) -> None
 
 
 def report(args) -> None:
-    docs = osp.dirname(osp.abspath(args.results_dir))
+    docs = args.report_dir
+    os.makedirs(docs, exist_ok=True)
     for backbone, config in args.backbones.items():
         if args.benchmark:
             write_benchmark_report(args.results_dir, backbone,
@@ -327,7 +336,7 @@ def report(args) -> None:
             stem = osp.join(docs, f"frontier_{backbone}" + ("" if domain == "sketch"
                                                             else f"_{domain}"))
             write_frontier_report(rows, backbone, domain, osp.relpath(config, ROOT),
-                                  stem + ".md")
+                                  osp.relpath(args.results_dir, ROOT), stem + ".md")
             plot_frontier(rows, f"StyledGlyphs, {backbone}, '{domain}' held out", stem + ".png")
             print(f"[frontier] wrote {stem}.md and .png")
 
@@ -357,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="the benchmark's own figures: dense ERM with each domain held out")
     p.add_argument("--jobs", type=int, default=1, help="trainings at a time")
     p.add_argument("--work-root", default=osp.join(ROOT, "work_dirs", "frontier"))
-    p.add_argument("--results-dir", default=osp.join(ROOT, "docs", "results", "frontier"))
+    p.add_argument("--results-dir", default=osp.join(ROOT, "docs", "results", "frontier",
+                                                     f"styled_glyphs_v{FORMAT_VERSION}"))
+    p.add_argument("--report-dir", default=osp.join(ROOT, "docs", "results"))
     p.add_argument("--report-only", action="store_true", help="no training, only reports")
     args = p.parse_args(argv)
     if args.jobs < 1:

@@ -10,8 +10,11 @@ no 0.5-point claim can be settled on it. This benchmark is generated instead, at
 - style, one per domain (PACS's photo / art painting / cartoon / sketch):
   ``photo``: glyph and background are crops of scikit-image's bundled photos, the glyph's
   crop brightened or darkened against its background; ``painting``: low-frequency colour
-  fields, a brush-stroke grain (directionally blurred noise), then a blur; ``cartoon``: flat
-  saturated colours and a dark outline; ``sketch``: grey pencil outline on paper grain.
+  fields, a brush-stroke grain (directionally blurred noise), then a blur (no sharp edge);
+  ``cartoon``: comic print, flat colours of one luminance (hue edges only), the glyph extruded
+  as a dark block, Ben-Day dots behind; ``sketch``: pencil hatching whose direction (not its
+  brightness) separates glyph and paper, and a faint outline. Each style draws the glyph with a
+  cue the others lack, so that a held-out style is a real shift (docs/results/frontier.md).
 
 Every image draws class, font, jitter and style parameters from a ``torch.Generator`` seeded by
 (``seed``, domain index), so the data are identical for one seed and differ between seeds; the
@@ -51,7 +54,7 @@ FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
 PHOTO_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
                "hubble_deep_field.jpg", "retina.jpg", "ihc.png", "color.png", "brick.png",
                "grass.png", "gravel.png")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: comic cartoons (v1's plain flat colours transferred: gap 2.8)
 _OVERSAMPLE = 4  # masters and the warp run at 4x the output size, then a box filter
 
 
@@ -212,18 +215,30 @@ def _luminance(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _style_cartoon(mask, g):
-    """Flat colours of one luminance: the glyph differs from its background in hue only (the
-    other styles separate them by brightness), within a small brightness jitter."""
-    n = len(mask)
+    """Comic print: flat colours of one luminance (hue edges only), the glyph extruded (a dark
+    3-D block behind it, offset 2-3 px) on a Ben-Day dot background (dots every 3-4.5 px)."""
+    n, _, s, _ = mask.shape
     hue = torch.rand(n, generator=g)
     bg = _colours(n, g, (0.6, 1.0), (0.7, 1.0), hue)
     fg = _colours(n, g, (0.7, 1.0), (0.7, 1.0), hue + _uniform(g, n, 0.3, 0.7))
     fg = fg * _luminance(bg) / _luminance(fg).clamp_min(1e-3)
-    over = fg.amax(-1, keepdim=True).clamp_min(1.0)  # keep fg in range, bg to the same level
+    over = fg.amax(-1, keepdim=True).clamp_min(1.0)
     fg, bg = fg / over, bg / over
-    fg = (fg * _uniform(g, n, 0.95, 1.05)[:, None]).clamp(0, 1)
     hard = (mask > 0.5).float()
-    return fg[:, :, None, None] * hard + bg[:, :, None, None] * (1 - hard)
+    # the extrusion's offset: one draw per domain (all its glyphs lit from the same side)
+    dx = int(torch.randint(2, 4, (1,), generator=g))
+    dy = int(torch.randint(2, 4, (1,), generator=g))
+    block = hard.clone()
+    for k in range(1, max(dx, dy) + 1):
+        block = torch.maximum(block, torch.roll(hard, (min(k, dy), min(k, dx)), (2, 3)))
+    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32),
+                            torch.arange(s, dtype=torch.float32), indexing="ij")
+    period = _uniform(g, n, 3.0, 4.5)[:, None, None, None]
+    dots = ((torch.cos(2 * math.pi * xx / period) * torch.cos(2 * math.pi * yy / period)) > 0.3)
+    paper = bg[:, :, None, None] * (1 - 0.45 * dots.float())
+    shade = 0.25 * bg[:, :, None, None]
+    img = paper * (1 - block) + shade * block
+    return fg[:, :, None, None] * hard + img * (1 - hard)
 
 
 def _hatching(n: int, size: int, angle: torch.Tensor, g: torch.Generator) -> torch.Tensor:
