@@ -28,7 +28,8 @@ MMCV_VERSION="2.1.0"
 BUILD_PINS="setuptools<81 wheel ninja"
 # mmengine 0.10.x is the line mmdet 3.3 / mmseg 1.2 are built against; 0.10.7 is its last.
 # ftfy and regex: mmseg imports them (via its CLIP tokenizer) without declaring them.
-STACK_PINS="mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex"
+MMENGINE_PIN="mmengine==0.10.7"
+STACK_PINS="$MMENGINE_PIN mmdet==3.3.0 mmsegmentation==1.2.2 ftfy regex"
 
 stamp_inputs() { cat "$ROOT/scripts/install.sh" "$ROOT/pyproject.toml"; echo "$WITH_CUDA"; }
 STAMP="$VENV/.dgsamp-install-stamp"
@@ -45,6 +46,14 @@ pip_quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a director
 "${PIP[@]}" install -q --upgrade "pip<26" $BUILD_PINS
 # shellcheck disable=SC2086
 "${PIP[@]}" install -q $TORCH_PINS
+
+# mmcv's runtime requirements before mmcv itself: its wheel goes in with --no-deps, and any pip
+# run while they are missing prints a dependency-resolver ERROR. mmengine (pinned above) brings
+# opencv-python, which mmcv and mmengine both require; a second OpenCV (-headless) would only
+# overwrite the same cv2 package.
+MMCV_RUNTIME="addict packaging pillow pyyaml yapf"
+# shellcheck disable=SC2086
+"${PIP[@]}" install -q $MMCV_RUNTIME "$MMENGINE_PIN" $TORCH_PINS
 
 # --- mmcv with compiled ops --------------------------------------------------------------------
 TORCH_VER="$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')"
@@ -65,8 +74,6 @@ if ! mmcv_ok; then
     rm -rf "$BUILD"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl
-  # mmcv's own runtime requirements (its wheel was installed without them).
-  "${PIP[@]}" install -q addict packaging pillow pyyaml yapf opencv-python-headless
 fi
 
 # --- the OpenMMLab stack and dgsamp itself -------------------------------------------------------
