@@ -264,6 +264,8 @@ def write_frontier_report(rows: list[dict], backbone: str, test_domain: str, con
     lines += [f"- {r['setting']} is {r['verdict']} ({backbone}): Δ = {fmt(r['delta'])} points "
               f"at {r['flops_pct']:.0f}% of dense's FLOPs, n = {r['delta'].n}."
               for r in rows if "delta" in r and r["flops_pct"] is not None]
+    if not any("delta" in r for r in rows):
+        lines.append("- no method run has finished yet: nothing to place against the frontier.")
     with open(out_md, "w") as fh:
         fh.write("\n".join(lines) + "\n")
 
