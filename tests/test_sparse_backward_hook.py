@@ -144,6 +144,21 @@ def test_ssprop_cosine_by_iteration(tmp_path):
     assert probe.rows[0]["names"] == ["backbone.0", "backbone.2", "head"]
 
 
+def test_ssprop_interleave_on_an_iteration_loop_steps_per_window(tmp_path):
+    """An iteration-based loop (mmdet/mmseg) never advances the epoch: by_epoch=True schedules
+    step per window of iterations, or the interleaved paper setting would stay dense."""
+    _, probe = _run(tmp_path, dict(method="ssprop", keep=0.25, include=["backbone"], window=2,
+                                   schedule=dict(type="constant", interleave=True)),
+                    max_iters=6)
+    keeps = [r["keep"]["backbone.0"] for r in probe.rows]
+    assert keeps == [1.0, 1.0, 0.25, 0.25, 1.0, 1.0]
+
+
+def test_window_must_be_a_positive_int():
+    with pytest.raises(ValueError, match="window must be a positive int"):
+        SparseBackwardHook(method="ssprop", keep=0.5, window=0)
+
+
 def test_dither_records_density_and_sparsity(tmp_path):
     _, probe = _run(tmp_path, dict(method="dither", scale=8.0, exclude="head",
                                    schedule=dict(type="constant", warmup=1)))

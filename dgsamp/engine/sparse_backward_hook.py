@@ -17,6 +17,11 @@ For ``method='dither'`` the schedule only decides dense versus dithered steps: a
 (warmup, the dense half of ``interleave``) turns dithering off for that epoch/iteration, any
 value below 1 turns it on at ``scale``.
 
+In an iteration-based loop (mmdet/mmseg configs) the epoch never advances, so with
+``by_epoch=True`` an "epoch" of the schedule is a window of ``window`` iterations (default: the
+loop's ``val_interval``), as GradSampHook counts it; without this the paper's interleaved
+schedule stayed at its first, dense step for the whole run.
+
 It keeps no state of its own that a resumed run would need (the keep fraction is a function of
 the epoch/iteration), and it touches neither parameters nor the train loop, so it can be used
 together with GradSampHook: on a skipped epoch no backward runs at all.
@@ -28,9 +33,16 @@ from typing import Any
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from mmengine.runner import IterBasedTrainLoop
 
 from ..methods.keep_schedules import ScheduledSparseBackward
 from .runner_utils import unwrap_model
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"SparseBackwardHook: {what} must be a positive int, got {value!r}")
+    return value
 
 
 @HOOKS.register_module()
@@ -49,6 +61,8 @@ class SparseBackwardHook(Hook):
         include, exclude, types: layer selection (see ``dgsamp.methods.patch``).
         dense_output: keep the output (prediction) layers dense (default True).
         by_epoch: step the schedule per epoch (True) or per iteration (False).
+        window: iterations per schedule step when ``by_epoch`` and the loop is iteration-based
+            (default: the loop's ``val_interval``).
         stats_interval: measure and log the gradient sparsity every n iterations.
         **options: fields of the layer options (ssprop: select, group_select, only_weight,
             rescale, grouped; dither: mode, sparse_kernel, sparse_threshold).
@@ -60,15 +74,14 @@ class SparseBackwardHook(Hook):
                  scale: float | None = None, schedule: dict | None = None,
                  include: Any = None, exclude: Any = None, types: Any = None,
                  dense_output: bool = True, by_epoch: bool = True, stats_interval: int = 1,
-                 **options: Any) -> None:
-        if isinstance(stats_interval, bool) or int(stats_interval) != stats_interval \
-                or stats_interval < 1:
-            raise ValueError(f"stats_interval must be a positive int, got {stats_interval!r}")
+                 window: int | None = None, **options: Any) -> None:
+        self.stats_interval = _positive_int(stats_interval, "stats_interval")
+        self.window = None if window is None else _positive_int(window, "window")
         self.sparse = ScheduledSparseBackward(method, keep, scale, schedule, include, exclude,
                                               types, dense_output, **options)
         self.schedule_cfg = schedule if schedule is not None else dict(type="constant")
         self.by_epoch = bool(by_epoch)
-        self.stats_interval = int(stats_interval)
+        self._step_iters: int | None = None  # iterations per schedule step; None: per epoch
 
     @property
     def keep(self) -> float | None:
@@ -76,12 +89,21 @@ class SparseBackwardHook(Hook):
         return self.sparse.options.keep if self.sparse.method == "ssprop" else None
 
     def before_train(self, runner) -> None:
-        by_epoch = self.by_epoch
-        self.sparse.attach(unwrap_model(runner.model),
-                           total=runner.max_epochs if by_epoch else runner.max_iters,
-                           step=runner.epoch if by_epoch else runner.iter)
-        runner.logger.info("SparseBackwardHook: "
-                           + self.sparse.describe("epoch" if by_epoch else "iteration"))
+        if not self.by_epoch:
+            self._step_iters = 1
+        elif isinstance(runner.train_loop, IterBasedTrainLoop):
+            self._step_iters = self.window or _positive_int(
+                runner.train_loop.val_interval, "window (default: the loop's val_interval)")
+        else:
+            self._step_iters = None
+        if self._step_iters is None:
+            total, step, unit = runner.max_epochs, runner.epoch, "epoch"
+        else:
+            total = -(-runner.max_iters // self._step_iters)
+            step = runner.iter // self._step_iters
+            unit = "iteration" if self._step_iters == 1 else f"{self._step_iters} iterations"
+        self.sparse.attach(unwrap_model(runner.model), total=total, step=step)
+        runner.logger.info("SparseBackwardHook: " + self.sparse.describe(unit))
 
     def after_train(self, runner) -> None:
         self.sparse.detach()
@@ -90,12 +112,12 @@ class SparseBackwardHook(Hook):
         self.sparse.detach()
 
     def before_train_epoch(self, runner) -> None:
-        if self.by_epoch:
+        if self._step_iters is None:
             self.sparse.step(runner.epoch)
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        if not self.by_epoch:
-            self.sparse.step(runner.iter)
+        if self._step_iters is not None:
+            self.sparse.step(runner.iter // self._step_iters)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.sparse.model is None or (runner.iter + 1) % self.stats_interval:
