@@ -13,7 +13,7 @@ Schema (``schema: "dgsamp.cost/1"``)::
     settings  the CostHook's own settings
     totals    flops {forward, backward, backward_effective, optimizer, sampling, train,
               train_effective}, time_s {run, train, data, forward, backward, optimizer, other,
-              val}, energy_j {gpu_nvml, cpu_rapl, cpu_estimate, total} (whole run),
+              val}, energy_j {gpu, cpu_rapl, dram_rapl, cpu_estimate, total} (whole run),
               energy_train_j (sum of rows), epochs {trained, skipped}, iterations, samples
     epochs    one row per epoch (or per window of iterations in iteration-based loops)
     overhead  the hook's own cost: seconds and fraction of run time, and how it was measured
