@@ -100,14 +100,17 @@ def test_conv_uses_dithered_delta_for_both_products():
     torch.testing.assert_close(w_grad, conv.weight.grad)
 
 
-@pytest.mark.parametrize("sparse_kernel", [True, False])
+@pytest.mark.parametrize("zero_tokens", [False, True])
+@pytest.mark.parametrize("sparse_kernel", [True, False, "gather", "auto"])
 @pytest.mark.parametrize("shape", [(7, 12), (3, 5, 12), (2, 3, 4, 12)])
-def test_dither_linear_matches_reference(sparse_kernel, shape):
+def test_dither_linear_matches_reference(sparse_kernel, shape, zero_tokens):
     torch.manual_seed(4)
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     w = torch.randn(10, 12, dtype=torch.float64, requires_grad=True)
     b = torch.randn(10, dtype=torch.float64, requires_grad=True)
     dy = torch.randn(*shape[:-1], 10, dtype=torch.float64)
+    if zero_tokens:  # whole rows of δ̃ zero (a ViT's last block: only the class token)
+        dy.view(-1, 10)[1::2] = 0
     y = dither_linear(x, w, b, scale=2.0, generator=torch.Generator().manual_seed(9),
                       sparse_kernel=sparse_kernel)
     torch.testing.assert_close(y, F.linear(x, w, b))
@@ -141,6 +144,9 @@ def test_modules_record_grad_density():
 
 
 def test_auto_sparse_kernel_only_at_low_density():
+    """'auto' decides from the previous backward's measurement: the first backward and every
+    one after a dense-looking δ̃ take the hook path (native dense kernels); after a δ̃ at or
+    below the density threshold the next one goes through the CSR kernels."""
     torch.manual_seed(7)
     lin = nn.Linear(32, 64)
     lin.__class__ = DitherLinear
@@ -148,9 +154,87 @@ def test_auto_sparse_kernel_only_at_low_density():
     x = torch.randn(50, 32)
     lin(x).backward(torch.randn(50, 64))
     assert lin.grad_density > 0.04 and lin.sparse_kernel_used is False
+    assert lin.backward_path is None  # the hook path: autograd's own kernels
     lin.set_sparsity(scale=40.0)
+    lin(x).backward(torch.randn(50, 64))  # chosen from the last (dense-looking) measurement
+    assert lin.grad_density <= 0.04 and lin.sparse_kernel_used is False
     lin(x).backward(torch.randn(50, 64))
     assert lin.grad_density <= 0.04 and lin.sparse_kernel_used is True
+    assert lin.backward_path == "csr"
+    lin.set_sparsity(scale=8.0)
+    lin(x).backward(torch.randn(50, 64))  # still sparse-looking: through the Function, dense
+    assert lin.backward_path == "dense" and lin.grad_density > 0.04
+    lin.backward_path = None
+    lin(x).backward(torch.randn(50, 64))  # and back to the hook path
+    assert lin.backward_path is None
+
+
+def test_auto_gathers_only_when_whole_rows_are_zero():
+    """Rows of δ̃ (tokens) that are entirely zero are dropped from both products once the last
+    backward saw at least GATHER_MIN_ZERO of them; the same shape and measurement always gives
+    the same choice, and the gradients are those of the dense products on the same δ̃."""
+    from dgsamp.methods.dither import GATHER_MIN_ZERO
+
+    torch.manual_seed(8)
+    lin = nn.Linear(16, 24).double()
+    lin.__class__ = DitherLinear
+    gen = torch.Generator().manual_seed(3)
+    lin._sparse_init(scale=8.0, generator=gen, sparse_threshold=0.0)  # CSR off: gather or not
+    x = torch.randn(4, 10, 16, dtype=torch.float64)
+    dy = torch.randn(4, 10, 24, dtype=torch.float64)
+    dy[:, 1:] = 0  # only the first token of each sequence gets a gradient
+    lin(x).backward(dy)
+    assert lin.backward_path is None and lin._zero_rows == pytest.approx(0.9)
+    assert lin._zero_rows >= GATHER_MIN_ZERO
+    for _ in range(2):  # deterministic: same measurement, same path
+        for p in lin.parameters():
+            p.grad = None
+        xg = x.clone().requires_grad_()
+        lin(xg).backward(dy)
+        assert lin.backward_path == "gather"
+    # reference: dense products on the same δ̃ (same generator state)
+    lin2 = nn.Linear(16, 24).double()
+    lin2.load_state_dict(lin.state_dict())
+    gen.manual_seed(11)
+    for p in lin.parameters():
+        p.grad = None
+    xg = x.clone().requires_grad_()
+    lin(xg).backward(dy)
+    assert lin.backward_path == "gather"
+    dt = dither(dy.reshape(-1, 24), scale=8.0, generator=torch.Generator().manual_seed(11))
+    x2 = x.clone().requires_grad_()
+    F.linear(x2, lin2.weight, lin2.bias).backward(dt.reshape(dy.shape))
+    torch.testing.assert_close(xg.grad, x2.grad, atol=1e-10, rtol=0)
+    torch.testing.assert_close(lin.weight.grad, lin2.weight.grad, atol=1e-10, rtol=0)
+    torch.testing.assert_close(lin.bias.grad, lin2.bias.grad, atol=1e-10, rtol=0)
+    # a δ̃ without zero rows: the Function computes it densely, the next backward takes the
+    # hook path (which does not write backward_path)
+    lin(x).backward(torch.randn(4, 10, 24, dtype=torch.float64))
+    assert lin.backward_path == "dense" and lin._zero_rows < GATHER_MIN_ZERO
+    lin.backward_path = None
+    lin(x).backward(torch.randn(4, 10, 24, dtype=torch.float64))
+    assert lin.backward_path is None
+
+
+def test_step_host_path_is_bit_identical_to_tensor_path():
+    """Δ computed from read-back Python floats (CPU) equals the 0-d tensor computation."""
+    from dgsamp.methods.dither import _step_host, _step_tensor
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(120):
+        shape = [(5,), (1,), (3, 7), (4, 3, 5, 5), (200, 33)][i % 5]
+        dtype = [torch.float32, torch.float64, torch.bfloat16, torch.float16][i % 4]
+        x = torch.randn(shape, generator=g) * 10.0 ** (i % 11 - 5)
+        if i % 7 == 0:
+            x.zero_()
+        if i % 11 == 0:
+            x.view(-1)[0] = 1e4
+        x = x.to(dtype)
+        for mode in ("std", "max"):
+            for scale in (0.01, 1.0, 8.0):
+                a, b = _step_host(x, scale, mode), _step_tensor(x, scale, mode)
+                assert a.dtype == b.dtype == dtype
+                assert torch.equal(a, b), (shape, dtype, mode, scale, a, b)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "x", None])

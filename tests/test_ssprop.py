@@ -80,15 +80,18 @@ def test_conv_keep1_is_dense(case, bias):
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("keep", [0.5, 0.2])
 @pytest.mark.parametrize("group_select", ["global", "balanced"])
-def test_conv_sparse_equals_masked_reference(case, keep, group_select):
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_conv_sparse_equals_masked_reference(case, keep, group_select, fmt):
+    """channels_last: x and dY as ConvNeXt hands them over (the NHWC gather path)."""
     cin, cout, k, s, p, d, g, pm = case
     torch.manual_seed(1)
-    x = torch.randn(3, cin, 11, 9, dtype=DT)
+    x = torch.randn(3, cin, 11, 9, dtype=DT).contiguous(memory_format=fmt)
     w = torch.randn(cout, cin // g, k, k, dtype=DT)
     b = torch.randn(cout, dtype=DT)
     ref = _pad_then(pm, p)
     y0 = ref(x, w, b, s, d, g)
     dy = torch.randn_like(y0) * torch.rand(1, cout, 1, 1, dtype=DT)  # distinct channel scales
+    dy = dy.contiguous(memory_format=fmt)
     idx = select_channels(channel_scores(dy, 1), keep, "topk", g, group_select)
     if group_select == "global" or g == 1:
         assert idx.numel() == num_kept(keep, cout)
@@ -106,6 +109,26 @@ def test_conv_sparse_equals_masked_reference(case, keep, group_select):
     dropped = torch.ones(cout, dtype=torch.bool)
     dropped[idx] = False
     assert (o[2][dropped] == 0).all() and (o[3][dropped] == 0).all()
+
+
+def test_take_channels_keeps_the_memory_format():
+    from dgsamp.methods.ssprop import _take_channels
+
+    t = torch.randn(2, 7, 3, 5)
+    idx = torch.tensor([0, 3, 6])
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        tf = t.contiguous(memory_format=fmt)
+        out = _take_channels(tf, idx)
+        assert torch.equal(out, t.index_select(1, idx))
+        assert out.is_contiguous(memory_format=fmt)
+
+
+def test_channel_scores_are_channel_l1_norms():
+    dy = torch.randn(3, 5, 4, 2, dtype=DT)
+    torch.testing.assert_close(channel_scores(dy, 1),
+                               torch.linalg.vector_norm(dy, ord=1, dim=(0, 2, 3)))
+    d2 = torch.randn(9, 6, dtype=DT)
+    torch.testing.assert_close(channel_scores(d2, 1), d2.abs().sum(0))
 
 
 def test_conv_only_weight_and_rescale():

@@ -193,14 +193,20 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
     w = torch.nn.Parameter(torch.randn(fout, fin, device=device))
     stats = _Stats()
     csr = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel=True)
+    auto = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither")
+    gather = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel="gather")
     variants = {
         "dense": lambda: F.linear(x, w),
         "ssprop0.5": lambda: ssprop_linear(x, w, keep=0.5),
         "ssprop0.2": lambda: ssprop_linear(x, w, keep=0.2),
         "dither": lambda: dither_grad(F.linear(x, w), stats=stats),
+        "dither_auto": lambda: auto(x),
+        "dither_gather": lambda: gather(x),
         "dither_csr": lambda: csr(x),
     }
-    densities = {"dither": stats.density, "dither_csr": lambda: csr.grad_density}
+    densities = {"dither": stats.density, "dither_csr": lambda: csr.grad_density,
+                 "dither_auto": lambda: auto.grad_density,
+                 "dither_gather": lambda: gather.grad_density}
     return _bench_layer_variants(variants, (x, w), rounds, device, densities, threads,
                                  min_run_time, shape=f"B{batch}x{tokens} {fin}->{fout}", name=name)
 
@@ -260,6 +266,8 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
                 "ssprop0.2": ("ssprop", {"keep": 0.2}), "dither": ("dither", {"scale": 8.0})}
     if name.startswith("convnext"):
         variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
+    if name.startswith("vit"):  # linear layers: the dense-kernel path next to the default
+        variants["dither_dense"] = ("dither", {"scale": 8.0, "sparse_kernel": False})
     return variants
 
 
@@ -305,7 +313,7 @@ def bench_step(name, res, batch, rounds, device, threads, min_run_time):
                "bwd_flops": flops, "flops_ratio": flops / dense_bwd,
                "peak_bwd_bytes": peak_bytes(lambda v=v: backward(v), device),
                "patched_layers": len(patched_modules(m))}
-        if v == "dither":
+        if v.startswith("dither"):
             row["zero_fraction"] = 1 - sparse_stats(m)["grad_density"]
             row["step_overhead"] = 1.0 / st[v]["speedup_vs_dense"] - 1.0
         out["variants"][v] = row

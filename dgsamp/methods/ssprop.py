@@ -130,9 +130,14 @@ def slicing_pays(conv: nn.Conv2d, keep: float) -> bool:
 
 
 def channel_scores(dy: Tensor, channel_dim: int) -> Tensor:
-    """s_c = sum over all dims but ``channel_dim`` of |dY| (ranking by sum == ranking by mean)."""
+    """s_c = sum over all dims but ``channel_dim`` of |dY| (ranking by sum == ranking by mean).
+
+    ``abs`` then ``sum``, not ``vector_norm(ord=1, dim=...)``: on CPU the strided 1-norm
+    reduction is not vectorized, and the extra pass is cheaper than it (one thread: 1.5-3.6x
+    faster on conv gradients, 4-8x on linear ones, e.g. 2.1 vs 18.2 ms for a 1576x1536 dY).
+    """
     dims = [d for d in range(dy.dim()) if d != channel_dim % dy.dim()]
-    return torch.linalg.vector_norm(dy, ord=1, dim=dims)
+    return dy.abs().sum(dims)
 
 
 def select_channels(
@@ -164,6 +169,23 @@ def select_channels(
     else:
         idx = torch.randperm(c, generator=generator, device="cpu")[:k].to(scores.device)
     return idx.sort().values
+
+
+def _take_channels(t: Tensor, idx: Tensor) -> Tensor:
+    """``t.index_select(1, idx)`` in ``t``'s own memory format.
+
+    A channels_last tensor (ConvNeXt's convs after its LayerNorm2d permutes) is gathered as
+    NHWC along its last dim and comes back channels_last: ``index_select(1)`` would return it
+    NCHW-contiguous, a strided gather (3.3x slower here), and ``convolution_backward`` would
+    then convert formats to match ``x`` (copies that made the sliced ConvNeXt-atto backward
+    slower than dense).
+    """
+    if (t.dim() == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last)):
+        n, c, h, w = t.shape  # as (NHW, C): the 2-d gather is ~7x faster than the 4-d one
+        rows = t.permute(0, 2, 3, 1).reshape(n * h * w, c).index_select(1, idx)
+        return rows.view(n, h, w, idx.numel()).permute(0, 3, 1, 2)
+    return t.index_select(1, idx)
 
 
 def _conv_backward_sliced(
@@ -216,9 +238,9 @@ def _conv_backward_sliced(
         if need_dx and any(b[1] is not None for b in buckets):
             dx = x.new_zeros(x.shape)
     for sel, in_idx, g in buckets:
-        dy_s = dy.index_select(1, sel)
+        dy_s = _take_channels(dy, sel)
         w_s = w.index_select(0, sel)
-        x_s = x if in_idx is None else x.index_select(1, in_idx)
+        x_s = x if in_idx is None else _take_channels(x, in_idx)
         dx_s, dw_s, db_s = torch.ops.aten.convolution_backward(
             dy_s, x_s, w_s, [sel.numel()] if need_db else None, stride, padding, dilation,
             False, [0, 0], g, [need_dx, need_dw, need_db])
