@@ -91,10 +91,43 @@ def test_outside_a_runner_steps_by_its_own_iterations():
     assert keeps == [1.0, 0.75, 0.5]
 
 
+def _train_iters(tmp_path, wrapper: dict, max_iters: int):
+    torch.manual_seed(0)
+    probe = Probe()
+    runner = Runner(
+        model=ToyConvNet(), work_dir=str(tmp_path),
+        experiment_name=f"sbw_{uuid.uuid4().hex[:8]}",
+        train_dataloader=dict(dataset=ToyImages(), sampler=dict(type="InfiniteSampler",
+                                                                 shuffle=True),
+                              batch_size=BATCH, num_workers=0,
+                              collate_fn=dict(type="default_collate")),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05), **wrapper),
+        default_hooks=dict(logger=dict(type="LoggerHook", interval=1), checkpoint=None),
+        log_processor=dict(by_epoch=False), custom_hooks=[probe],
+        randomness=dict(seed=0), default_scope=None)
+    runner.train()
+    return runner, probe
+
+
+def test_iteration_loop_steps_per_window_and_warns_without_one(tmp_path, caplog):
+    """An iteration loop never advances the epoch: window=N makes by_epoch schedules step every
+    N iterations (what SparseBackwardHook does); without it the run warns that it stays dense."""
+    _, probe = _train_iters(tmp_path / "w", dict(type="SparseBackwardOptimWrapper", window=2,
+                                                 sparse=SPARSE), max_iters=6)
+    assert [r["keep"]["backbone.0"] for r in probe.rows] == [1.0, 1.0, 0.25, 0.25, 1.0, 1.0]
+    runner, probe = _train_iters(tmp_path / "n", dict(type="SparseBackwardOptimWrapper",
+                                                      sparse=SPARSE), max_iters=4)
+    assert [r["keep"]["backbone.0"] for r in probe.rows] == [1.0] * 4  # the flaw, now reported
+    log = open(runner.logger.log_file).read()
+    assert "schedule never steps" in log and "window=N" in log
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(sparse=dict(method="ssprop", keep=2.0)), "keep"),
     (dict(sparse="ssprop"), "sparse must be a dict"),
     (dict(stats_interval=0), "stats_interval"),
+    (dict(window=0), "window must be a positive int"),
 ])
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -17,7 +17,11 @@ Which backward an autograd graph runs is fixed by its forward, and mmengine's ``
 the forward inside ``optim_context(model)``: that is where the wrapper patches the model (first
 call) and steps the schedule (epoch and run length from the message hub, which mmengine's
 RuntimeInfoHook fills; ``by_epoch=False`` uses the wrapper's own iteration count, which the Runner
-initializes and which works without a Runner too). ``backward`` / ``update_params`` then run the
+initializes and which works without a Runner too). An iteration-based loop (mmdet, mmseg) never
+advances the epoch, so there ``by_epoch=True`` needs ``window=N``: a schedule "epoch" of N
+iterations, as SparseBackwardHook's ``window`` (the wrapper cannot read the loop's
+``val_interval``, the hook's default); without it a one-epoch run warns that its schedule never
+steps. ``backward`` / ``update_params`` then run the
 configured sparse backward and publish the same message-hub scalars as the hook. An optimizer
 wrapper sees no end of training, so the layers stay patched after it (forward outputs and
 ``state_dict`` are those of the original layers); ``optim_wrapper.sparse.detach()`` restores them.
@@ -28,6 +32,7 @@ plain and AMP training.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,36 +54,52 @@ class SparseBackwardMixin:
     Args:
         sparse: SparseBackwardHook's arguments as a dict (``method`` defaults to 'ssprop').
         by_epoch: step the schedule per epoch (message hub ``epoch``) or per iteration.
+        window: with ``by_epoch``, step the schedule every ``window`` iterations instead of
+            every epoch (for iteration-based loops).
         stats_interval: publish keep and measured sparsity every n backward calls.
         **kwargs: the base optimizer wrapper's own arguments.
     """
 
     def __init__(self, sparse: dict | None = None, by_epoch: bool = True,
-                 stats_interval: int = 1, **kwargs: Any) -> None:
+                 stats_interval: int = 1, window: int | None = None, **kwargs: Any) -> None:
         if sparse is not None and not isinstance(sparse, dict):
             raise ValueError(f"sparse must be a dict of SparseBackwardHook arguments, e.g. "
                              f"dict(method='ssprop', keep=0.2); got {sparse!r}")
         if isinstance(stats_interval, bool) or not isinstance(stats_interval, int) \
                 or stats_interval < 1:
             raise ValueError(f"stats_interval must be a positive int, got {stats_interval!r}")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                                   or window < 1):
+            raise ValueError(f"window must be a positive int (iterations per schedule step), "
+                             f"got {window!r}")
         self.sparse = ScheduledSparseBackward(**(sparse or {}))
         self.by_epoch = bool(by_epoch)
+        self.window = window
         self.stats_interval = stats_interval
         super().__init__(**kwargs)
 
     def _step_and_total(self) -> tuple[int, int]:
-        if not self.by_epoch:  # the Runner sets these to runner.iter / max_iters
+        if not self.by_epoch or self.window:  # the Runner sets these to runner.iter / max_iters
             if self._max_counts < 1:
-                raise ValueError(f"{type(self).__name__}(by_epoch=False) needs "
-                                 f"initialize_count_status(model, start_iter, max_iters) "
-                                 f"(the Runner calls it) before the first step")
-            return self._inner_count, self._max_counts
+                raise ValueError(f"{type(self).__name__}(by_epoch={self.by_epoch}, "
+                                 f"window={self.window}) needs initialize_count_status(model, "
+                                 f"start_iter, max_iters) (the Runner calls it) before the "
+                                 f"first step")
+            if not self.by_epoch:
+                return self._inner_count, self._max_counts
+            return self._inner_count // self.window, -(-self._max_counts // self.window)
         hub = MessageHub.get_current_instance()
         epoch, max_epochs = hub.get_info("epoch"), hub.get_info("max_epochs")
         if epoch is None or max_epochs is None:
             raise ValueError(f"{type(self).__name__}(by_epoch=True) reads the epoch from the "
                              f"message hub (mmengine's RuntimeInfoHook); outside a Runner "
                              f"pass by_epoch=False")
+        if max_epochs == 1 and self.sparse.model is None:
+            print_log(f"{type(self).__name__}(by_epoch=True): this run has one epoch (an "
+                      f"iteration-based loop?), so the schedule never steps and stays at its "
+                      f"first value (dense under warmup or interleave). Fix: pass window=N "
+                      f"(iterations per schedule step) or by_epoch=False.",
+                      logger="current", level=logging.WARNING)
         return epoch, max_epochs
 
     @contextmanager
