@@ -54,6 +54,18 @@ def test_paired_delta_against_each_seeds_own_frontier():
     assert frontier.verdict(MeanSE(1.0, None, 1)).startswith("undecided")
 
 
+def test_training_domain_validation_picks_the_setting_and_ignores_the_test_domain():
+    summaries = {"dense-50": {0: _summary("dense-50", 0, 50, 60.0)},
+                 "dense": {0: _summary("dense", 0, 100, 70.0)},
+                 "dither": {0: _summary("dither", 0, 100, 80.0)},
+                 "dither-s2": {0: _summary("dither-s2", 0, 100, 50.0)}}
+    # dither-s2 wins on the training domains although its held-out accuracy is lower
+    summaries["dither-s2"][0]["accuracy"]["acc/train_domains"] = 95.0
+    chosen = frontier.select_by_training_domains(frontier.frontier_rows(summaries))
+    assert [(family, row["setting"], among) for family, row, among in chosen] == [
+        ("dither", "dither-s2", ["dither", "dither-s2"])]
+
+
 def test_schedules_are_compressed_with_their_milestones():
     config = str(ROOT / "configs" / "dg" / "erm_styled_glyphs.py")
     assert frontier.scaled_schedule(config, 1.0)[0] == 8
