@@ -71,6 +71,13 @@ def test_balanced_sampler_from_a_dataloader_config(digits_train):
     assert batch["data_samples"]["domain"].tolist() == [d for d in range(1, 6) for _ in range(4)]
 
 
+def test_item_labels_are_the_labels_getitem_returns(digits_train):
+    labels = digits_train.item_labels
+    assert labels.shape == (len(digits_train),) and labels.dtype == torch.long
+    for i in (0, 1, len(digits_train) // 2, len(digits_train) - 1):
+        assert int(labels[i]) == int(digits_train[i]["data_samples"]["label"])
+
+
 def test_sampler_needs_item_domains():
     with pytest.raises(TypeError, match="item_domains"):
         DomainBalancedBatchSampler(DefaultSampler(list(range(10))), 2)

@@ -123,3 +123,10 @@ class DomainSplitDataset(Dataset):
     def item_domains(self) -> torch.Tensor:
         """Benchmark domain index of every item (used by domain-balanced samplers)."""
         return self._domain_of_item
+
+    @property
+    def item_labels(self) -> torch.Tensor:
+        """Label of every item, in the view's order, read from the domains' label tensors
+        (no image is loaded): what label-based partitions (federated non-IID) need."""
+        return torch.tensor([int(self.domains[d].labels[j]) for d, j in self._index],
+                            dtype=torch.long)

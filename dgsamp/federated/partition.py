@@ -22,10 +22,8 @@ from torch.utils.data import Dataset
 
 def item_domains_and_labels(dataset) -> tuple[np.ndarray, np.ndarray]:
     """Benchmark domain index and label of every item of a `DomainSplitDataset` view."""
-    index = dataset._index  # (domain, item) pairs of the view, in order
-    domains = np.array([d for d, _ in index], dtype=np.int64)
-    labels = np.array([int(dataset.domains[d].labels[j]) for d, j in index], dtype=np.int64)
-    return domains, labels
+    return (dataset.item_domains.numpy().astype(np.int64),
+            dataset.item_labels.numpy().astype(np.int64))
 
 
 def num_clients_of(clients: str | int, dataset) -> int:
