@@ -17,11 +17,29 @@ changes a value, so the training path skips that pass.)
 :func:`dither_quantize` returns the int8 codes and Δ.
 
 Dense kernels on a sparse δ̃ cost the same as on δ; the saving is reported as effective FLOPs
-from nnz(δ̃) (``module.grad_density``). For linear layers a sparse (CSR) kernel path exists;
-on this CPU it beats the dense matmul, *conversion included*, only below roughly 4–5% density
-(tools/benchmark_sparse.py measures it), i.e. at scales well above the default. So
-``sparse_kernel='auto'`` (default) takes it only on CPU and only when the measured density of the
-current δ̃ is ≤ ``sparse_threshold`` (0.04); ``True`` forces it, ``False`` never uses it.
+from nnz(δ̃) (``module.grad_density``). Linear layers have two exact sparse paths in
+:class:`_DitherLinearFn`, both giving the dense products' dX, dW, db on the same δ̃:
+
+- *gather*: the rows of δ̃ (tokens) that are entirely zero are dropped from both products
+  (dX rows stay zero, dW = δ̃[rows]ᵀ x[rows]). Unstructured 90% zeros leave almost no zero row
+  (0.9^C), but a ViT's last block only back-propagates through the class token (99.5% zero
+  rows at 224 px), and at 32 px many tokens' whole gradient rounds to zero;
+- *CSR*: torch's sparse CSR matmuls, which on this CPU beat the dense matmul, conversion
+  included, only below roughly 4–5% density, i.e. at scales well above the default.
+
+``sparse_kernel='auto'`` (default) decides per layer from what its previous backward measured
+(deterministic for a given shape and measurement): CSR when that density was ≤
+``sparse_threshold`` (0.04), the gather when ≥ ``GATHER_MIN_ZERO`` of the rows were all zero,
+and otherwise — on the first backward, off CPU, and at the default scale almost everywhere —
+the *hook path*: δ̃ handed to native autograd's dense kernels, which costs less than the
+Python Function's own dense branch. ``True`` forces CSR, ``'gather'`` the gather, ``False``
+always the hook path. Columns (features) that are all zero could be dropped the same way, but
+they are rare (median 0% at the default scale) and finding them costs a strided pass.
+
+Cost on this CPU: the quantization is ~7 memory passes plus one uniform random number per
+element (torch's CPU mt19937, ~3 ns per element unloaded, ~70% of the quantizer), which is
+20-100% of a dense linear backward with 192-384 input features. The sparse paths cannot
+win it back at 90% unstructured zeros; see docs/results/benchmark_sparse_*_cpu.md.
 """
 
 from __future__ import annotations
@@ -53,7 +71,6 @@ SPARSE_THRESHOLD = 0.04
 #: the gather path drops δ̃'s all-zero rows / columns when at least this fraction of them are
 #: all zero (below it the gathers and the scatter of dX cost more than the rows save)
 GATHER_MIN_ZERO = 0.125
-GATHER_COLUMNS = False
 INT8_MAX = 127
 
 
@@ -254,42 +271,36 @@ def _any(nz: Tensor, dim: int) -> Tensor:
     return nz.view(torch.uint8).amax(dim)
 
 
-def _nonzero_lines(nz: Tensor, dim: int, min_zero: float) -> Tensor | None:
-    """Sorted indices of the rows (``dim=1`` reduced) or columns of the nonzero mask ``nz`` that
-    hold a nonzero, or None when fewer than ``min_zero`` of them are entirely zero (then
-    dropping them cannot pay for the gathers)."""
-    keep = _any(nz, dim)
+def _nonzero_rows(nz: Tensor, min_zero: float) -> Tensor | None:
+    """Sorted indices of the rows of the nonzero mask ``nz`` that hold a nonzero, or None when
+    fewer than ``min_zero`` of them are entirely zero (then dropping them cannot pay for the
+    gathers and the scatter of dX)."""
+    keep = _any(nz, 1)
     n = keep.numel()
     idx = keep.nonzero().squeeze(1)
     return idx if n - idx.numel() >= min_zero * n else None
 
 
 def _gather_products(dq: Tensor, x2: Tensor, w: Tensor, rows: Tensor | None,
-                     cols: Tensor | None, need: tuple[bool, bool, bool]):
-    """dX = δ̃W, dW = δ̃ᵀx, db = Σδ̃ over the nonzero rows / columns of δ̃ only. Exact: the
-    dropped rows and columns are all zeros, so they add nothing to any product."""
+                     need: tuple[bool, bool, bool]):
+    """dX = δ̃W, dW = δ̃ᵀx, db = Σδ̃ over the nonzero rows of δ̃ only (all rows when ``rows`` is
+    None: the dense products). Exact: the dropped rows are all zeros, they add nothing."""
     need_dx, need_dw, need_db = need
     qs = dq if rows is None else dq.index_select(0, rows)
-    if cols is not None:
-        qs = qs.index_select(1, cols)
     dx = dw = db = None
     if need_dx:
-        dxs = qs @ (w if cols is None else w.index_select(0, cols))
+        dxs = qs @ w
         dx = dxs if rows is None else dxs.new_zeros(x2.shape).index_copy_(0, rows, dxs)
-    if need_dw or need_db:
-        xs = x2 if rows is None else x2.index_select(0, rows)
-        if need_dw:
-            dws = qs.t() @ xs
-            dw = dws if cols is None else dws.new_zeros(w.shape).index_copy_(0, cols, dws)
-        if need_db:
-            dbs = qs.sum(0)
-            db = dbs if cols is None else dbs.new_zeros(w.shape[0]).index_copy_(0, cols, dbs)
+    if need_dw:
+        dw = qs.t() @ (x2 if rows is None else x2.index_select(0, rows))
+    if need_db:
+        db = qs.sum(0)
     return dx, dw, db
 
 
 class _DitherLinearFn(torch.autograd.Function):
-    """F.linear whose backward dithers δ and runs both products on δ̃'s nonzero rows/columns
-    (gather) or as CSR sparse matmuls where either pays; see the module docstring."""
+    """F.linear whose backward dithers δ and runs both products on δ̃'s nonzero rows (gather),
+    as CSR sparse matmuls, or dense; see the module docstring."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, opts, stats):
@@ -307,28 +318,24 @@ class _DitherLinearFn(torch.autograd.Function):
         out_f, in_f = w.shape
         dy2 = dy.reshape(-1, out_f)
         q, delta = _codes(dy2, o.scale, o.mode, o.generator)
-        nz = q != 0  # one pass; nnz and the zero rows/columns all come from it
+        nz = q != 0  # one pass; nnz and the zero rows both come from it
         if ctx.stats is not None:
             ctx.stats._grad_nnz = nz.sum()
             ctx.stats._grad_numel = q.numel()
             if q.device.type == "cpu":
                 ctx.stats._zero_rows = _zero_fraction(_any(nz, 1))
         path = "csr" if sparse_kernel is True else "dense"
-        rows = cols = None
+        rows = None
         if sparse_kernel == "gather":
             path = "gather"
-            rows = _nonzero_lines(nz, 1, 0.0)
-            if GATHER_COLUMNS:
-                cols = _nonzero_lines(nz, 0, 0.0)
+            rows = _nonzero_rows(nz, 0.0)
         elif sparse_kernel == "auto":
             cpu_float = q.device.type == "cpu" and dy2.dtype in (torch.float32, torch.float64)
             if cpu_float and int(nz.sum()) <= o.sparse_threshold * q.numel():
                 path = "csr"
             else:
-                rows = _nonzero_lines(nz, 1, GATHER_MIN_ZERO)
-                if GATHER_COLUMNS:
-                    cols = _nonzero_lines(nz, 0, GATHER_MIN_ZERO)
-                path = "dense" if rows is None and cols is None else "gather"
+                rows = _nonzero_rows(nz, GATHER_MIN_ZERO)
+                path = "dense" if rows is None else "gather"
         dq = q.mul_(delta.to(q.dtype))
         x2 = x.reshape(-1, in_f).to(dq.dtype)
         wq = w.to(dq.dtype)
@@ -346,7 +353,7 @@ class _DitherLinearFn(torch.autograd.Function):
             if need[2]:
                 db = dq.sum(0)
         else:  # dense: the gather with every row and column kept
-            dx, dw, db = _gather_products(dq, x2, wq, rows, cols, need)
+            dx, dw, db = _gather_products(dq, x2, wq, rows, need)
         dx = dx.reshape(x.shape).to(x.dtype) if dx is not None else None
         dw = dw.to(w.dtype) if dw is not None else None
         if ctx.stats is not None:
