@@ -34,6 +34,23 @@ def test_runs_overlap_keep_their_order_and_failures_are_listed(tmp_path, capsys)
     assert "1 of 4 runs failed" in err and f"b: see {tmp_path / 'logs' / 'b.log'}" in err
 
 
+def test_parallel_runs_get_their_share_of_the_cores(tmp_path, monkeypatch):
+    from dgsamp.engine.run_queue import thread_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert thread_env(None, 1) is None  # one job: the environment as it is
+    env = thread_env({"PATH": "/bin"}, 2, cores=8)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "4" and env["PATH"] == "/bin"
+    assert thread_env({}, 4, cores=2)["OMP_NUM_THREADS"] == "1"  # never 0
+    assert thread_env({"OMP_NUM_THREADS": "3"}, 2, cores=8)["OMP_NUM_THREADS"] == "3"
+    script = "import os; print(os.environ['OMP_NUM_THREADS'])"
+    runs = [Run(n, [sys.executable, "-c", script], str(tmp_path / f"{n}.log")) for n in "ab"]
+    run_commands(runs, jobs=2)
+    expected = str(max(1, (__import__("os").cpu_count() or 1) // 2))
+    assert (tmp_path / "a.log").read_text().strip() == expected
+
+
 def test_a_zero_exit_without_its_result_is_a_failure(tmp_path):
     run = _sleeper(tmp_path, "x", seconds=0)
     run.done = lambda: False
