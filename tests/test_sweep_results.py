@@ -226,3 +226,26 @@ def test_paired_difference_over_shared_keys():
     assert n == 3 and math.isclose(m, -1.0) and math.isclose(se, 0.5 / math.sqrt(3))
     assert paired_difference({0: 71.0}, base) == (1.0, None, 1)
     assert paired_difference({5: 1.0}, base) == (None, None, 0)
+
+
+def test_collect_compares_with_erm_and_exports_files_that_regenerate_the_tables(tmp_path):
+    """The vs-ERM block (paired over shared cells, beats/loses by more than the SE) and
+    ``--export``: the exported small files alone give the same tables."""
+    from tools.collect_results import main as collect
+
+    root = tmp_path / "sweep"
+    for seed, gain in ((0, 2.0), (1, 4.0)):  # "Better" gains 2 and 4 points on every cell
+        for alg, extra in (("ERM", 0.0), ("Better", gain)):
+            for held in DOMAINS:
+                recs = [{"train_domains": 50.0 + step, held: 40.0 + step + extra,
+                         **{d: 90.0 for d in DOMAINS if d != held}} for step in range(1, 4)]
+                _write_run(root, alg, (held,), seed, 0, recs)
+    text = collect([str(root), "--selection", "train_domain", "--export",
+                    str(tmp_path / "out")])
+    # 6 paired cells: differences 2, 2, 2, 4, 4, 4 -> mean 3, SE = stdev / sqrt(6)
+    se = (6 / 5) ** 0.5 / 6 ** 0.5  # sample SD sqrt(6/5)
+    assert f"| Better | +3.0 ± {se:.1f} | 6 | beats |" in text
+    copied = sorted(p.relative_to(tmp_path / "out").as_posix()
+                    for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert len(copied) == 12 * 3 and "ERM/A/seed0_hp0/job.json" in copied
+    assert collect([str(tmp_path / "out"), "--selection", "train_domain"]) == text
