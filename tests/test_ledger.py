@@ -152,6 +152,9 @@ def test_merge_tags_rows_and_sums_segments():
     assert m.totals()["energy_j"]["cpu_estimate"]["value"] == 18.0
     assert a.rows[0].labels == {}  # the inputs are left as they were
     assert m.to_json(True)["epochs"][2]["labels"] == {"client": 1}
+    assert "2 segments (merged ledgers)" in m.totals()["time_s"]["train"]["source"]
+    fl = CostLedger.merge([a, b], segment_kind="client rounds")
+    assert "2 segments (client rounds)" in fl.totals()["time_s"]["train"]["source"]
 
 
 def test_co2e_is_derived_from_the_energy_total():

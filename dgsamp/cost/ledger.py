@@ -186,6 +186,9 @@ class CostLedger:
     energy_meters: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. overhead.note, energy totals
+    # what several segments are, in the totals' sources: the parts of a resumed run, or what
+    # `merge` joined (a federated round's clients)
+    segment_kind: str = "resumed run"
 
     # ------------------------------------------------------------------ filling it
     def begin_segment(self, start_epoch: int = 0, start_iter: int = 0) -> Segment:
@@ -247,7 +250,7 @@ class CostLedger:
     def _segment_total(self, key: str, source: str) -> dict[str, Any]:
         vals = [getattr(s, key) for s in self.segments]
         if len(self.segments) > 1:
-            source += f", summed over {len(self.segments)} segments (resumed run)"
+            source += f", summed over {len(self.segments)} segments ({self.segment_kind})"
         return measure(_sum_values(vals), source, f"{key} not measured in some segments")
 
     def _energy_total(self, key: str, what: str) -> dict[str, Any]:
@@ -352,11 +355,12 @@ class CostLedger:
         self.metrics = {**state.get("metrics", {}), **self.metrics}
 
     @classmethod
-    def merge(cls, ledgers: list[CostLedger],
-              labels: list[dict[str, Any]] | None = None) -> CostLedger:
+    def merge(cls, ledgers: list[CostLedger], labels: list[dict[str, Any]] | None = None,
+              segment_kind: str = "merged ledgers") -> CostLedger:
         """One ledger holding the rows and segments of several (clients of a federated round,
         say), each row tagged with its ledger's ``labels``; run facts come from the first.
-        Segment times add up (client-seconds when they ran side by side)."""
+        Segment times add up (client-seconds when they ran side by side); ``segment_kind``
+        names the segments in the totals' sources."""
         if not ledgers:
             raise ValueError("merge needs at least one ledger")
         if labels is not None and len(labels) != len(ledgers):
@@ -364,7 +368,8 @@ class CostLedger:
         first = ledgers[0]
         out = cls(run=dict(first.run), machine=first.machine, methods=first.methods,
                   config=first.config, settings=first.settings,
-                  energy_meters=first.energy_meters, notes=dict(first.notes))
+                  energy_meters=first.energy_meters, notes=dict(first.notes),
+                  segment_kind=segment_kind)
         for i, led in enumerate(ledgers):
             base = len(out.segments)
             out.segments += [Segment(**asdict(s)) for s in led.segments]

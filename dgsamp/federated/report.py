@@ -59,7 +59,8 @@ def round_ledger(server_round: int, clients: list[dict], skipped: Row | None) ->
     if clients:
         ledger = CostLedger.merge(
             [ledger_from_payload(c["ledger"]) for c in clients],
-            labels=[dict(client=c["client"], round=server_round) for c in clients])
+            labels=[dict(client=c["client"], round=server_round) for c in clients],
+            segment_kind="client rounds")
     else:
         ledger = CostLedger()
     if skipped is not None:
@@ -91,7 +92,7 @@ def _skip_of(row: dict) -> Row | None:
 def federation_ledger(cfg, rows: list[dict], settings: dict) -> CostLedger:
     """Every round's ledger merged into one, with the federation's run facts."""
     parts = [round_ledger(r["round"], r["ledgers"], _skip_of(r)) for r in rows]
-    ledger = CostLedger.merge(parts) if parts else CostLedger()
+    ledger = CostLedger.merge(parts, segment_kind="client rounds") if parts else CostLedger()
     donor = next((p for p in parts if p.energy_meters), None)
     if donor is not None:  # run facts of a client (merge takes the first part's)
         ledger.energy_meters, ledger.notes, ledger.machine = (donor.energy_meters, donor.notes,
@@ -112,10 +113,6 @@ def cost_report(cfg, rows: list[dict], settings: dict, run_s: float, complete: b
     totals["epochs"] = dict(trained=sum(r["kind"] == "trained" for r in rows),
                             skipped=sum(r["kind"] == "skipped" for r in rows),
                             unit="rounds", client_rounds=sum(len(r["clients"]) for r in rows))
-    for key in ("run", "train", "val"):  # merged segments are clients' rounds, not resumes
-        m = totals["time_s"].get(key) or {}
-        if m.get("source"):
-            m["source"] = m["source"].replace("segments (resumed run)", "client rounds")
     totals["time_s"]["wall"] = measure(sum(r["wall_s"]["value"] for r in rows),
                                        "perf_counter on the server, sum of the rounds")
     totals["time_s"]["server_run"] = measure(run_s, "perf_counter on the server, whole run")
