@@ -26,18 +26,24 @@ SPARSE = dict(method="ssprop", keep=0.25, include=["backbone"],
               schedule=dict(type="constant", interleave=True))
 
 
-def _train(tmp_path, *, hook: dict | None = None, wrapper: dict | None = None):
+def _train(tmp_path, *, hook: dict | None = None, wrapper: dict | None = None,
+           max_iters: int | None = None):
+    """Train the toy for 2 epochs, or ``max_iters`` iterations of an iteration-based loop."""
     torch.manual_seed(0)
     probe = Probe()
     optim = dict(optimizer=dict(type="SGD", lr=0.05), **(wrapper or {}))
+    by_epoch = max_iters is None
     runner = Runner(
         model=ToyConvNet(), work_dir=str(tmp_path),
         experiment_name=f"sbw_{uuid.uuid4().hex[:8]}",
-        train_dataloader=dict(dataset=ToyImages(), sampler=dict(type="DefaultSampler",
-                                                                 shuffle=True),
+        train_dataloader=dict(dataset=ToyImages(),
+                              sampler=dict(type="DefaultSampler" if by_epoch
+                                           else "InfiniteSampler", shuffle=True),
                               batch_size=BATCH, num_workers=0,
                               collate_fn=dict(type="default_collate")),
-        train_cfg=dict(by_epoch=True, max_epochs=2), optim_wrapper=optim,
+        train_cfg=(dict(by_epoch=True, max_epochs=2) if by_epoch
+                   else dict(by_epoch=False, max_iters=max_iters)),
+        optim_wrapper=optim, log_processor=dict(by_epoch=by_epoch),
         default_hooks=dict(logger=dict(type="LoggerHook", interval=1), checkpoint=None),
         custom_hooks=[*([dict(type="SparseBackwardHook", **hook)] if hook else []), probe],
         randomness=dict(seed=0), default_scope=None)
@@ -91,33 +97,14 @@ def test_outside_a_runner_steps_by_its_own_iterations():
     assert keeps == [1.0, 0.75, 0.5]
 
 
-def _train_iters(tmp_path, wrapper: dict, max_iters: int):
-    torch.manual_seed(0)
-    probe = Probe()
-    runner = Runner(
-        model=ToyConvNet(), work_dir=str(tmp_path),
-        experiment_name=f"sbw_{uuid.uuid4().hex[:8]}",
-        train_dataloader=dict(dataset=ToyImages(), sampler=dict(type="InfiniteSampler",
-                                                                 shuffle=True),
-                              batch_size=BATCH, num_workers=0,
-                              collate_fn=dict(type="default_collate")),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05), **wrapper),
-        default_hooks=dict(logger=dict(type="LoggerHook", interval=1), checkpoint=None),
-        log_processor=dict(by_epoch=False), custom_hooks=[probe],
-        randomness=dict(seed=0), default_scope=None)
-    runner.train()
-    return runner, probe
-
-
 def test_iteration_loop_steps_per_window_and_warns_without_one(tmp_path, caplog):
     """An iteration loop never advances the epoch: window=N makes by_epoch schedules step every
     N iterations (what SparseBackwardHook does); without it the run warns that it stays dense."""
-    _, probe = _train_iters(tmp_path / "w", dict(type="SparseBackwardOptimWrapper", window=2,
-                                                 sparse=SPARSE), max_iters=6)
+    _, probe = _train(tmp_path / "w", wrapper=dict(type="SparseBackwardOptimWrapper", window=2,
+                                                   sparse=SPARSE), max_iters=6)
     assert [r["keep"]["backbone.0"] for r in probe.rows] == [1.0, 1.0, 0.25, 0.25, 1.0, 1.0]
-    runner, probe = _train_iters(tmp_path / "n", dict(type="SparseBackwardOptimWrapper",
-                                                      sparse=SPARSE), max_iters=4)
+    runner, probe = _train(tmp_path / "n", wrapper=dict(type="SparseBackwardOptimWrapper",
+                                                        sparse=SPARSE), max_iters=4)
     assert [r["keep"]["backbone.0"] for r in probe.rows] == [1.0] * 4  # the flaw, now reported
     log = open(runner.logger.log_file).read()
     assert "schedule never steps" in log and "window=N" in log
