@@ -105,3 +105,21 @@ def test_configs_load(name):
     assert cfg.train_dataloader.dataset.type == "StyledGlyphs"
     assert cfg.val_dataloader.dataset.test_domains == ["sketch"]
     assert cfg.model.num_classes == 10 and cfg.model.in_chans == 3
+
+
+def test_vit_backbone_normalizes_its_inputs_and_trains_a_step():
+    """The hybrid ViT config: inputs normalized by its data preprocessor, 16 tokens, a loss."""
+    from mmengine.registry import MODELS
+
+    cfg = Config.fromfile(str(CONFIGS / "erm_styled_glyphs_vit.py"))
+    model = MODELS.build(cfg.model)
+    assert model.featurizer.patch_embed.grid_size == (4, 4)
+    x = torch.full((2, 3, 32, 32), 0.5)
+    data = model.data_preprocessor(dict(inputs=x, data_samples=dict(
+        label=torch.tensor([0, 1]), domain=torch.tensor([0, 0]))), training=True)
+    mean = torch.tensor([0.529, 0.495, 0.502]).view(1, 3, 1, 1)
+    std = torch.tensor([0.280, 0.265, 0.285]).view(1, 3, 1, 1)
+    torch.testing.assert_close(data["inputs"], (x - mean) / std)
+    loss = model(**data, mode="loss")["loss_cls"]
+    loss.backward()
+    assert torch.isfinite(loss) and model.classifier.weight.grad.abs().sum() > 0
