@@ -2,6 +2,10 @@
 # demo_run needs the loop variable seed).
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-0}
+# One intra-op thread unless the caller sets OMP_NUM_THREADS: the thread count changes the order
+# of float reductions and so the whole trajectory (det mean teacher seed 0, same code: target
+# AP50 24.23 with 1 thread, 20.57 with 2; docs/dense.md). docs/dense.md quotes 1-thread runs.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 BACKBONE=${BACKBONE:-resnet10t}  # timm name; resnet10t: same channels as resnet18, ~1.7x faster
 common=(train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
         default_hooks.checkpoint.interval="$ITERS")
