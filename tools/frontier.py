@@ -24,7 +24,7 @@ linearly on that seed's frontier at the method's training FLOPs; FLOPs, wall tim
 its source; above/on/below in words: |Δ| > 2 SE decides) and, with --benchmark,
 ``frontier_benchmark.md`` (in-domain vs held-out accuracy per held-out domain, seed SD).
 Wall times of parallel runs (--jobs > 1) include their contention for the CPU.
-One file of ~380 lines: planning, summaries, the equal-cost analysis and the reports are the
+One file of ~420 lines: planning, summaries, the equal-cost analysis and the reports are the
 one study's parts, and nothing else uses them (the statistics and readers are the library's).
 """
 

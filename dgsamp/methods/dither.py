@@ -40,6 +40,10 @@ Cost on this CPU: the quantization is ~7 memory passes plus one uniform random n
 element (torch's CPU mt19937, ~3 ns per element unloaded, ~70% of the quantizer), which is
 20-100% of a dense linear backward with 192-384 input features. The sparse paths cannot
 win it back at 90% unstructured zeros; see docs/results/benchmark_sparse_*_cpu.md.
+
+Over 350 lines for a reason: the quantizer, its options and the three exact backward paths of
+the Linear Function (hook, CSR, row gather) with their automatic choice are one method, and
+nothing else imports their parts.
 """
 
 from __future__ import annotations
