@@ -7,7 +7,7 @@
 _base_ = [
     './_base_/domainnet.py',
     './_base_/domainbed_schedule.py',
-    '../../_base_/default_runtime.py',
+    './_base_/domainbed_runtime.py',
 ]
 import os.path as osp  # noqa: E402  (after _base_: mmengine reads this as a plain config)
 
@@ -15,8 +15,3 @@ _pretrained = 'checkpoints/vit_small_patch16_224.augreg_in21k_ft_in1k.pth'
 model = dict(type='ERM', model_name='vit_small_patch16_224', num_classes={{_base_.num_classes}},
              in_chans=3, pretrained=_pretrained if osp.isfile(_pretrained) else None)
 train_cfg = dict(max_iters=15000)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=300, max_keep_ckpts=2,
-                    save_best='acc/train_domains', rule='greater'))
-log_processor = dict(by_epoch=False)
