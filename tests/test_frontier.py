@@ -46,12 +46,14 @@ def test_paired_delta_against_each_seeds_own_frontier():
     delta = rows["gradsamp-every4"]["delta"]
     assert delta.n == 2 and delta.mean == pytest.approx(1.3)
     assert delta.se == pytest.approx(0.3)  # stdev(1.0, 1.6) / sqrt(2)
-    assert rows["gradsamp-every4"]["verdict"] == "above the frontier"
+    assert rows["gradsamp-every4"]["verdict"].startswith("undecided")  # 2 seeds decide nothing
     assert rows["gradsamp-every4"]["flops_pct"] == pytest.approx(67.5)
     assert "unavailable: no meter" in rows["dense"]["energy_source"]
     assert frontier.verdict(MeanSE(-0.5, 0.4, 5)) == "on the frontier (|Δ| ≤ 2 SE)"
     assert frontier.verdict(MeanSE(-1.0, 0.4, 5)) == "below the frontier"
     assert frontier.verdict(MeanSE(1.0, None, 1)).startswith("undecided")
+    assert frontier.verdict(MeanSE(3.0, 0.4, 2)).startswith("undecided")
+    assert frontier.verdict(MeanSE(3.0, 0.4, 3)) == "above the frontier"
 
 
 def test_training_domain_validation_picks_the_setting_and_ignores_the_test_domain():

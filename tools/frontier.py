@@ -199,9 +199,12 @@ def equal_cost_dense(runs: dict[int, dict], frontier: dict[str, dict]
     return out, clamped
 
 
+MIN_SEEDS = 3  # an SE from two differences is itself too noisy to decide on
+
+
 def verdict(delta: MeanSE) -> str:
-    if delta.mean is None or delta.se is None:
-        return "undecided (fewer than 2 paired seeds)"
+    if delta.mean is None or delta.se is None or delta.n < MIN_SEEDS:
+        return f"undecided (fewer than {MIN_SEEDS} paired seeds)"
     if abs(delta.mean) <= 2 * delta.se:
         return "on the frontier (|Δ| ≤ 2 SE)"
     return "above the frontier" if delta.mean > 0 else "below the frontier"
