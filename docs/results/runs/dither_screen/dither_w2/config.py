@@ -1,4 +1,7 @@
 # the frontier's dither_s0 run config (tools/frontier.py config_text for resnet, cartoon, seed 0),
 # with only the SparseBackwardHook changed
 _base_ = ['work_dirs/frontier_v2/resnet/cartoon/dither_s0/config.py']
-custom_hooks = [dict(type='SparseBackwardHook', method='dither', schedule=dict(type='constant', interleave=False, warmup=2)), dict(type='CostHook')]
+custom_hooks = [
+    dict(type='SparseBackwardHook', method='dither',
+         schedule=dict(type='constant', interleave=False, warmup=2)),
+    dict(type='CostHook')]
