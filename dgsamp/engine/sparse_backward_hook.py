@@ -35,14 +35,8 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
-from ..methods.keep_schedules import ScheduledSparseBackward
+from ..methods.keep_schedules import ScheduledSparseBackward, positive_int, window_step
 from .runner_utils import unwrap_model
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"SparseBackwardHook: {what} must be a positive int, got {value!r}")
-    return value
 
 
 @HOOKS.register_module()
@@ -75,8 +69,8 @@ class SparseBackwardHook(Hook):
                  include: Any = None, exclude: Any = None, types: Any = None,
                  dense_output: bool = True, by_epoch: bool = True, stats_interval: int = 1,
                  window: int | None = None, **options: Any) -> None:
-        self.stats_interval = _positive_int(stats_interval, "stats_interval")
-        self.window = None if window is None else _positive_int(window, "window")
+        self.stats_interval = positive_int(stats_interval, "stats_interval")
+        self.window = None if window is None else positive_int(window, "window")
         self.sparse = ScheduledSparseBackward(method, keep, scale, schedule, include, exclude,
                                               types, dense_output, **options)
         self.schedule_cfg = schedule if schedule is not None else dict(type="constant")
@@ -92,15 +86,14 @@ class SparseBackwardHook(Hook):
         if not self.by_epoch:
             self._step_iters = 1
         elif isinstance(runner.train_loop, IterBasedTrainLoop):
-            self._step_iters = self.window or _positive_int(
+            self._step_iters = self.window or positive_int(
                 runner.train_loop.val_interval, "window (default: the loop's val_interval)")
         else:
             self._step_iters = None
         if self._step_iters is None:
             total, step, unit = runner.max_epochs, runner.epoch, "epoch"
         else:
-            total = -(-runner.max_iters // self._step_iters)
-            step = runner.iter // self._step_iters
+            step, total = window_step(runner.iter, runner.max_iters, self._step_iters)
             unit = "iteration" if self._step_iters == 1 else f"{self._step_iters} iterations"
         self.sparse.attach(unwrap_model(runner.model), total=total, step=step)
         runner.logger.info("SparseBackwardHook: " + self.sparse.describe(unit))
@@ -117,7 +110,7 @@ class SparseBackwardHook(Hook):
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._step_iters is not None:
-            self.sparse.step(runner.iter // self._step_iters)
+            self.sparse.step(window_step(runner.iter, runner.max_iters, self._step_iters)[0])
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.sparse.model is None or (runner.iter + 1) % self.stats_interval:

@@ -42,7 +42,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
-from ..methods.keep_schedules import ScheduledSparseBackward
+from ..methods.keep_schedules import ScheduledSparseBackward, positive_int, window_step
 from .runner_utils import unwrap_model
 
 __all__ = ["SparseBackwardAmpOptimWrapper", "SparseBackwardMixin", "SparseBackwardOptimWrapper"]
@@ -65,13 +65,8 @@ class SparseBackwardMixin:
         if sparse is not None and not isinstance(sparse, dict):
             raise ValueError(f"sparse must be a dict of SparseBackwardHook arguments, e.g. "
                              f"dict(method='ssprop', keep=0.2); got {sparse!r}")
-        if isinstance(stats_interval, bool) or not isinstance(stats_interval, int) \
-                or stats_interval < 1:
-            raise ValueError(f"stats_interval must be a positive int, got {stats_interval!r}")
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int)
-                                   or window < 1):
-            raise ValueError(f"window must be a positive int (iterations per schedule step), "
-                             f"got {window!r}")
+        stats_interval = positive_int(stats_interval, "stats_interval")
+        window = None if window is None else positive_int(window, "window")
         self.sparse = ScheduledSparseBackward(**(sparse or {}))
         self.by_epoch = bool(by_epoch)
         self.window = window
@@ -87,7 +82,7 @@ class SparseBackwardMixin:
                                  f"first step")
             if not self.by_epoch:
                 return self._inner_count, self._max_counts
-            return self._inner_count // self.window, -(-self._max_counts // self.window)
+            return window_step(self._inner_count, self._max_counts, self.window)
         hub = MessageHub.get_current_instance()
         epoch, max_epochs = hub.get_info("epoch"), hub.get_info("max_epochs")
         if epoch is None or max_epochs is None:

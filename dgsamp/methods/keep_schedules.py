@@ -46,6 +46,8 @@ from .ssprop import check_keep
 __all__ = [
     "BarKeep",
     "ConstantKeep",
+    "positive_int",
+    "window_step",
     "CosineKeep",
     "InterleaveKeep",
     "KeepSchedule",
@@ -83,6 +85,19 @@ def _check_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"schedule step must be a non-negative int, got {step!r}")
     return step
+
+
+def positive_int(value: Any, what: str) -> int:
+    """``value`` if it is an int ≥ 1 (not a bool), else ValueError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return value
+
+
+def window_step(iteration: int, total_iters: int, window: int) -> tuple[int, int]:
+    """Schedule step and run length (in steps) when one step spans ``window`` iterations: the
+    "epochs" of a by-epoch schedule on an iteration-based loop (hook and optim wrapper alike)."""
+    return iteration // window, -(-total_iters // window)
 
 
 def _check_total(total: Any, name: str = "total") -> int:
