@@ -75,6 +75,10 @@ def test_schedules_are_compressed_with_their_milestones():
     assert epochs == 4 and scheds[0]["milestones"] == [3]  # 6 of 8 -> 3 of 4
     epochs, scheds = frontier.scaled_schedule(config, 0.25)
     assert epochs == 2 and scheds[0]["milestones"] == [1]  # still a last epoch at low LR
+    vit = str(ROOT / "configs" / "dg" / "erm_styled_glyphs_vit.py")
+    epochs, (warmup, steps) = frontier.scaled_schedule(vit, 0.5)  # warmup 2 of 16 epochs
+    assert epochs == 8 and (warmup["begin"], warmup["end"]) == (0, 1)
+    assert steps["milestones"] == [6]
 
 
 def test_bad_backbone_is_refused():

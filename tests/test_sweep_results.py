@@ -249,3 +249,27 @@ def test_collect_compares_with_erm_and_exports_files_that_regenerate_the_tables(
                     for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert len(copied) == 12 * 3 and "ERM/A/seed0_hp0/job.json" in copied
     assert collect([str(tmp_path / "out"), "--selection", "train_domain"]) == text
+
+
+def test_swad_runs_are_their_own_row_and_report_the_averaged_model(tmp_path):
+    """A config with SWADHook is the row 'ERM+SWAD' (its own folder, ERM's hyper-parameter
+    space), and every selection reports its last evaluation (the averaged weights), even where
+    an earlier validation scored higher: those only chose SWAD's window."""
+    swad = str(ROOT / "configs/dg/swad_colored_digits.py")
+    from tools import sweep
+
+    jobs = sweep.make_jobs(sweep_parse([swad, "--name", "t", "--root", str(tmp_path),
+                                        "--test-domains=-90%", "--seeds", "0",
+                                        "--n-hparams", "2"]))
+    assert {j.info["algorithm"] for j in jobs} == {"ERM+SWAD"}
+    assert all("/erm+swad/" in j.work_dir for j in jobs)
+    assert jobs[1].info["hparam_values"] == draw_hparams("ERM", 1, 0)
+    recs = [{"train_domains": v, "A": t, "B": 90.0, "C": 90.0}
+            for v, t in ((70.0, 61.0), (80.0, 62.0), (75.0, 63.0))]
+    _write_run(tmp_path / "toy", "ERM+SWAD", ("A",), 0, 0, recs)
+    _write_run(tmp_path / "toy", "ERM", ("A",), 0, 0, recs)
+    runs = find_runs([str(tmp_path / "toy")])
+    for selection in ("train_domain", "oracle"):
+        chosen = select(runs, selection)
+        assert chosen[("Toy", "ERM+SWAD", "A", 0)].test == 63.0, selection  # the last one
+    assert select(runs, "train_domain")[("Toy", "ERM", "A", 0)].test == 62.0  # best validation

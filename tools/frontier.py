@@ -71,7 +71,8 @@ METRIC = "acc/test_domains"
 # ---------------------------------------------------------------------------- running
 def scaled_schedule(config: str, budget: float) -> tuple[int, list[dict]]:
     """Epochs and LR schedulers for ``budget`` of the config's schedule: epochs rounded (at
-    least 1), every ``milestones`` entry scaled the same way (at least 1, below the end)."""
+    least 1), every ``milestones`` entry scaled the same way (at least 1, below the end), and an
+    epoch-based scheduler's ``begin``/``end`` too (a warmup keeps its share of the schedule)."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(config)
@@ -83,6 +84,12 @@ def scaled_schedule(config: str, budget: float) -> tuple[int, list[dict]]:
         if "milestones" in sched:
             sched["milestones"] = sorted({min(max(1, round(m * epochs / full)), max(1, epochs - 1))
                                           for m in sched["milestones"]})
+        if sched.get("by_epoch", True):  # mmengine's default unit: epochs
+            if "end" in sched:
+                sched["end"] = min(max(1, round(sched["end"] * epochs / full)), epochs)
+            if "begin" in sched:
+                last = sched.get("end", epochs) - 1
+                sched["begin"] = min(round(sched["begin"] * epochs / full), last)
         schedulers.append(sched)
     return epochs, schedulers
 

@@ -39,6 +39,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 
 import dgsamp  # noqa: E402, F401  (registers data sets)
 from dgsamp.engine.run_queue import RunProgress  # noqa: E402
+from dgsamp.evaluation.model_selection import algorithm_label  # noqa: E402
 from dgsamp.models.algorithms import apply_algorithm, draw_hparams  # noqa: E402
 
 FAILED_MARK = "FAILED"  # a worker leaves this in a job's work dir when the job failed
@@ -99,7 +100,7 @@ def make_jobs(args) -> list[Job]:
         dataset, domains = benchmark_domains(base)
         if algorithm is not None:
             apply_algorithm(base, algorithm, num_domains=len(domains))
-        algorithm = base.model.type
+        algorithm = algorithm_label(base)  # 'ERM+SWAD' for ERM trained with SWADHook
         tests = args.test_domains or domains
         unknown = [d for d in tests if d not in domains]
         if unknown:
@@ -116,7 +117,7 @@ def make_jobs(args) -> list[Job]:
                         ds["test_domains"] = list(held)
                         ds["split_seed"] = seed
                     cfg.randomness = dict(seed=seed, deterministic=False)
-                    draws = draw_hparams(algorithm, hp, seed)
+                    draws = draw_hparams(base.model.type, hp, seed)
                     if draws:
                         cfg.merge_from_dict(draws)
                     name = "__".join(safe_name(d) for d in held)

@@ -63,6 +63,21 @@ def read_records(work_dir: str) -> list[dict]:
     return validation_records(work_dir, "acc/")
 
 
+# training-time wrappers a table row names beside the algorithm ("ERM+SWAD", as DomainBed's
+# tables list SWAD): custom hook type -> suffix
+HOOK_LABELS = {"SWADHook": "SWAD"}
+# whose result is the model after training (SWAD's averaged weights, validated last): their
+# earlier validations only choose SWAD's window, so no selection may pick one of them
+FINAL_MODEL_ONLY = ("SWAD",)
+
+
+def algorithm_label(cfg) -> str:
+    """The table row of a config: ``model.type``, plus ``+SWAD`` when it trains with SWADHook
+    (SWAD changes the weights that are evaluated, not the algorithm's loss)."""
+    hooks = [h.get("type") for h in (cfg.get("custom_hooks") or []) if isinstance(h, dict)]
+    return "+".join([cfg.model.type, *(HOOK_LABELS[h] for h in hooks if h in HOOK_LABELS)])
+
+
 def _job_from_config(work_dir: str) -> dict | None:
     """Algorithm, data set, held-out domains and seed from the config mmengine dumped."""
     dumped = sorted(glob.glob(osp.join(work_dir, "*", "vis_data", "config.py")))
@@ -72,7 +87,7 @@ def _job_from_config(work_dir: str) -> dict | None:
 
     cfg = Config.fromfile(dumped[-1])
     ds = cfg.val_dataloader.dataset
-    return dict(algorithm=cfg.model.type, dataset=ds.type,
+    return dict(algorithm=algorithm_label(cfg), dataset=ds.type,
                 held_out=list(ds.get("test_domains") or []),
                 trial_seed=int((cfg.get("randomness") or {}).get("seed", 0) or 0), hparams="0")
 
@@ -87,6 +102,8 @@ def load_run(work_dir: str) -> Run | None:
     records = read_records(work_dir)
     if not records:
         return None
+    if any(f"+{label}" in job["algorithm"] for label in FINAL_MODEL_ONLY):
+        records = records[-1:]
     domains = job.get("domains") or [k[4:] for k in records[-1]
                                       if k.startswith("acc/") and k not in SUMMARY_KEYS]
     return Run(work_dir=work_dir, algorithm=job["algorithm"], dataset=job["dataset"],
