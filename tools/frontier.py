@@ -51,6 +51,7 @@ BACKBONES = {"resnet": "configs/dg/erm_styled_glyphs.py",
 DENSE = {"dense-25": 0.25, "dense-50": 0.5, "dense-75": 0.75, "dense": 1.0}
 METHODS = {  # setting -> method presets, each on the full schedule
     "gradsamp-every4": ["gradsamp-every4"], "gradsamp-every3": ["gradsamp-every3"],
+    "gradsamp-late": ["gradsamp-late"],
     "ssprop-paper": ["ssprop-paper"], "ssprop-warmup": ["ssprop-warmup"],
     "ssprop-only-weight": ["ssprop-only-weight"], "dither": ["dither"], "dither-s2": ["dither-s2"],
     "gradsamp+ssprop": ["gradsamp-every4", "ssprop-paper"],
@@ -60,7 +61,7 @@ SETTINGS = [*DENSE, *METHODS]
 # a method's settings, among which the study picks one by training-domain accuracy (the DG
 # protocol's training-domain validation; the held-out domain never chooses)
 FAMILIES = {
-    "gradsamp": ["gradsamp-every4", "gradsamp-every3"],
+    "gradsamp": ["gradsamp-every4", "gradsamp-every3", "gradsamp-late"],
     "ssprop": ["ssprop-paper", "ssprop-warmup", "ssprop-only-weight"],
     "dither": ["dither", "dither-s2"],
     "gradsamp+ssprop": ["gradsamp+ssprop", "gradsamp+ssprop-warmup"],
