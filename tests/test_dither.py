@@ -10,6 +10,8 @@ from torch import nn
 from dgsamp.methods.dither import (
     DitherConv2d,
     DitherLinear,
+    DitherOptions,
+    UniformPool,
     dither,
     dither_grad,
     dither_linear,
@@ -22,12 +24,13 @@ def _fixed_delta(n=64, dtype=torch.float64):
     return torch.randn(n, generator=g, dtype=dtype)
 
 
-def test_unbiased():
+@pytest.mark.parametrize("noise", ["fresh", "pool"])
+def test_unbiased(noise):
     d = _fixed_delta(32)
     draws = 20000
     g = torch.Generator().manual_seed(1)
     rep = d.repeat(draws, 1)  # one tensor → one Δ shared by all draws
-    dt = dither(rep, scale=2.0, generator=g)
+    dt = dither(rep, scale=2.0, generator=g, noise=noise)
     delta = 2.0 * rep.std()
     mean = dt.mean(0)
     # std of the mean of a two-point variable on the grid is ≤ Δ/2/sqrt(draws)
@@ -38,13 +41,14 @@ def test_unbiased():
     torch.testing.assert_close(codes, codes.round(), atol=1e-9, rtol=0)
 
 
+@pytest.mark.parametrize("noise", ["fresh", "pool"])
 @pytest.mark.parametrize("mode,scale", [("std", 1.5), ("std", 8.0), ("max", 0.5)])
-def test_zero_probability_elementwise(mode, scale):
+def test_zero_probability_elementwise(mode, scale, noise):
     d = _fixed_delta(40)
     draws = 20000
     rep = d.repeat(draws, 1)
     g = torch.Generator().manual_seed(2)
-    dt = dither(rep, scale=scale, mode=mode, generator=g)
+    dt = dither(rep, scale=scale, mode=mode, generator=g, noise=noise)
     delta = scale * (rep.std() if mode == "std" else rep.abs().max())
     p_zero = (dt == 0).double().mean(0)
     expected = (1 - d.abs() / delta).clamp(min=0)
@@ -276,3 +280,45 @@ def test_inplace_relu_after_dithered_conv_sees_the_same_gradient():
         grads.append(conv.weight.grad.clone())
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], atol=0, rtol=0)
+
+
+def test_pool_windows_follow_each_other_and_the_pool_is_redrawn():
+    g = torch.Generator().manual_seed(3)
+    pool = UniformPool(size=1000, refresh=4, generator=g)
+    start = pool._read
+    first = pool.window(100, g).clone()
+    second = pool.window(100, g).clone()
+    if start + 200 <= 1000:  # consecutive windows: the numbers right after the last ones
+        torch.testing.assert_close(torch.cat([first, second]),
+                                   pool.buffer[start:start + 200])
+    before = pool.buffer.clone()
+    for _ in range(40):  # 40 x 100 numbers read: 1000 redrawn (refresh 4)
+        pool.window(100, g)
+    assert (pool.buffer != before).all()
+    assert ((pool.buffer >= 0) & (pool.buffer < 1)).all()
+    with pytest.raises(ValueError, match="exceeds"):
+        pool.window(1001, g)
+
+
+def test_pool_noise_is_reproducible_per_generator_and_keeps_memory_format():
+    dy = torch.randn(4, 8, 6, 6).to(memory_format=torch.channels_last)
+    a = dither(dy, generator=torch.Generator().manual_seed(5), noise="pool")
+    b = dither(dy, generator=torch.Generator().manual_seed(5), noise="pool")
+    torch.testing.assert_close(a, b)
+    assert a.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="noise"):
+        DitherOptions(noise="blue")
+
+
+def test_pool_noise_trains_a_dithered_layer_like_fresh_noise():
+    """The options reach the layers: a DitherLinear with noise='pool' gives integer multiples
+    of Δ whose zero fraction is the fresh path's (default scale: about 90%)."""
+    from dgsamp.methods.patch import patch
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 256))
+    patch(model, "dither", dense_output=False, noise="pool", sparse_kernel=False)
+    lin = model[0]
+    assert lin.sparse_options.noise == "pool"
+    model(torch.randn(512, 64)).pow(2).sum().backward()
+    assert 0.85 < 1 - lin.grad_density < 0.95

@@ -41,6 +41,17 @@ element (torch's CPU mt19937, ~3 ns per element unloaded, ~70% of the quantizer)
 20-100% of a dense linear backward with 192-384 input features. The sparse paths cannot
 win it back at 90% unstructured zeros; see docs/results/benchmark_sparse_*_cpu.md.
 
+``noise='pool'`` (CPU) replaces the per-element generator by reads from a pool of
+``POOL_SIZE`` float32 U(0, 1) numbers (:class:`UniformPool`): each call takes the next window
+after the last one (so the windows of one backward pass do not overlap while it reads fewer
+than ``POOL_SIZE`` numbers, and the ν of one δ̃ are always distinct draws), and regenerates
+1/``POOL_REFRESH`` of the pool as it goes, so a number is used about ``POOL_REFRESH`` times,
+in different steps, before it is drawn anew. Every ν's marginal distribution is exactly the
+generator's U(0, 1), so E[δ̃] = δ holds element by element as long as ν is independent of δ;
+a reused number is not quite independent of the *history* (it shaped earlier updates), as
+with any generator of short period. Default ``'fresh'``: one new number per element, as the
+paper does.
+
 Over 350 lines for a reason: the quantizer, its options and the three exact backward paths of
 the Linear Function (hook, CSR, row gather) with their automatic choice are one method, and
 nothing else imports their parts.
@@ -50,6 +61,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -62,6 +74,7 @@ __all__ = [
     "DitherConv2d",
     "DitherLinear",
     "DitherOptions",
+    "UniformPool",
     "check_scale",
     "dither",
     "dither_grad",
@@ -76,6 +89,12 @@ SPARSE_THRESHOLD = 0.04
 #: all zero (below it the gathers and the scatter of dX cost more than the rows save)
 GATHER_MIN_ZERO = 0.125
 INT8_MAX = 127
+NOISES = ("fresh", "pool")
+#: float32 numbers in a CPU noise pool (16 MiB); a δ̃ with more elements draws fresh noise
+POOL_SIZE = 1 << 22
+#: the pool regenerates 1/POOL_REFRESH of the elements each call reads: a number is reused at
+#: most about this many times
+POOL_REFRESH = 8
 
 
 def check_scale(scale: Any) -> float:
@@ -94,6 +113,70 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"dither mode must be one of {DITHER_MODES}, got {mode!r}")
 
 
+def _check_noise(noise: str) -> None:
+    if noise not in NOISES:
+        raise ValueError(f"dither noise must be one of {NOISES}, got {noise!r}")
+
+
+class UniformPool:
+    """U(0, 1) noise read from a buffer instead of drawn per element (``noise='pool'``).
+
+    ``window(n)`` returns the next ``n`` numbers after the previous window (a view, no copy;
+    the cursor starts at a random offset and goes back to 0 when the window would pass the
+    pool's end, so consecutive windows overlap only once ``size`` numbers have been read
+    since, more than one backward pass of most models) and first regenerates
+    the next ``ceil(n / refresh)`` numbers at a second, independent cursor, so the whole pool
+    is redrawn every ``refresh`` passes over it. ``n > size`` is refused (the caller draws
+    fresh noise then). Contents and offsets come from the ``generator`` given to the
+    constructor and to ``window`` (default: torch's global CPU generator), so runs stay
+    reproducible under ``torch.manual_seed``. The pool keeps no reference to the generator
+    (the per-generator pools are dropped with their generator).
+    """
+
+    def __init__(self, size: int = POOL_SIZE, refresh: int = POOL_REFRESH,
+                 dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None) -> None:
+        if size < 1 or refresh < 1:
+            raise ValueError(f"UniformPool: size={size} and refresh={refresh} must be >= 1")
+        self.size, self.refresh = int(size), int(refresh)
+        self.buffer = torch.rand(self.size, dtype=dtype, generator=generator)
+        self._read = int(torch.randint(self.size, (1,), generator=generator))
+        self._write = 0
+
+    def _regenerate(self, n: int, generator: torch.Generator | None) -> None:
+        while n > 0:
+            k = min(n, self.size - self._write)
+            self.buffer[self._write:self._write + k] = torch.rand(
+                k, dtype=self.buffer.dtype, generator=generator)
+            self._write = (self._write + k) % self.size
+            n -= k
+
+    def window(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """The next ``n`` numbers: a 1-d view, valid until the next call (which may redraw
+        it); ``n`` must be at most ``size``."""
+        if n > self.size:
+            raise ValueError(f"UniformPool.window({n}) exceeds the pool's {self.size} numbers")
+        self._regenerate(-(-n // self.refresh), generator)
+        if self._read + n > self.size:  # wrap: windows overlap only after `size` numbers
+            self._read = 0
+        out = self.buffer.narrow(0, self._read, n)
+        self._read += n
+        return out
+
+
+_POOLS: dict[torch.dtype, UniformPool] = {}  # noise from torch's global generator
+# a generator's own pools, dropped with the generator
+_GENERATOR_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _pool(dtype: torch.dtype, generator: torch.Generator | None) -> UniformPool:
+    """One pool per dtype and generator: a generator's runs stay reproducible on their own."""
+    pools = _POOLS if generator is None else _GENERATOR_POOLS.setdefault(generator, {})
+    if dtype not in pools:
+        pools[dtype] = UniformPool(dtype=dtype, generator=generator)
+    return pools[dtype]
+
+
 @dataclass(frozen=True)
 class DitherOptions:
     """One layer's dither settings, validated once here (frozen and shared like
@@ -109,11 +192,13 @@ class DitherOptions:
     sparse_kernel: bool | str = "auto"
     sparse_threshold: float = SPARSE_THRESHOLD
     enabled: bool = True
+    noise: str = "fresh"
     method: ClassVar[str] = "dither"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", check_scale(self.scale))
         _check_mode(self.mode)
+        _check_noise(self.noise)
         if self.sparse_kernel not in (True, False, "auto", "gather"):
             raise ValueError(f"sparse_kernel must be True, False, 'auto' or 'gather', "
                              f"got {self.sparse_kernel!r}")
@@ -191,21 +276,29 @@ def _step_host(d: Tensor, scale: float, mode: str) -> Tensor:
 
 def dither_quantize(
     dy: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, noise: str = "fresh",
 ) -> tuple[Tensor, Tensor]:
     """int8 codes q and step Δ with δ̃ = Δ·q."""
     _check_mode(mode)
-    q, delta = _codes(dy, check_scale(scale), mode, generator)
+    _check_noise(noise)
+    q, delta = _codes(dy, check_scale(scale), mode, generator, noise)
     # guard only: Δ ≥ max|δ|/127 keeps every code in range (training skips this pass)
     return q.clamp_(-INT8_MAX, INT8_MAX).to(torch.int8), delta
 
 
-def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None):
+def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None,
+           noise: str = "fresh"):
     """Float codes round(δ/Δ + ν) = floor(δ/Δ + u), u ~ U(0, 1), all within [−127, 127].
 
-    ``scale`` and ``mode`` are validated by the caller (DitherOptions or the public function).
+    ``scale``, ``mode`` and ``noise`` are validated by the caller (DitherOptions or the public
+    function).
     """
     delta = _step(dy, scale, mode)
+    if noise == "pool" and dy.device.type == "cpu" and dy.numel() <= POOL_SIZE and (
+            generator is None or generator.device.type == "cpu"):
+        u = _pool(dy.dtype, generator).window(dy.numel(), generator).view(dy.shape)
+        out = torch.empty_like(dy)  # dy's memory format (channels_last stays so)
+        return torch.addcmul(u, dy, delta.reciprocal(), out=out).floor_(), delta
     if generator is None:
         u = torch.rand_like(dy)
     else:
@@ -216,16 +309,17 @@ def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | Non
 
 def dither(
     dy: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
-    generator: torch.Generator | None = None, stats: Any = None,
+    generator: torch.Generator | None = None, stats: Any = None, noise: str = "fresh",
 ) -> Tensor:
     """δ̃ = Δ·round(δ/Δ + ν). If ``stats`` is given, writes its density counters."""
     _check_mode(mode)
-    return _dither(dy, check_scale(scale), mode, generator, stats)
+    _check_noise(noise)
+    return _dither(dy, check_scale(scale), mode, generator, stats, noise=noise)
 
 
 def _dither(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None,
-            stats: Any, rows: bool = False) -> Tensor:
-    q, delta = _codes(dy, scale, mode, generator)
+            stats: Any, rows: bool = False, noise: str = "fresh") -> Tensor:
+    q, delta = _codes(dy, scale, mode, generator, noise)
     if stats is not None:
         _record(stats, q, rows)
     return q.mul_(delta.to(dy.dtype))
@@ -251,7 +345,8 @@ def _zero_fraction(any_nonzero: Tensor) -> float:
 
 
 def dither_grad(y: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
-                generator: torch.Generator | None = None, stats: Any = None) -> Tensor:
+                generator: torch.Generator | None = None, stats: Any = None,
+                noise: str = "fresh") -> Tensor:
     """Mark ``y`` (a layer output) so that its gradient is dithered before the layer's backward.
 
     Both backward products of the layer that produced ``y`` then run on δ̃. A tensor hook, not
@@ -259,13 +354,14 @@ def dither_grad(y: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
     op (``ReLU(inplace=True)`` right after the conv) still receives the gradient of ``y`` itself.
     Returns ``y``.
     """
-    return _mark(y, DitherOptions(scale, mode, generator), stats)
+    return _mark(y, DitherOptions(scale, mode, generator, noise=noise), stats)
 
 
 def _mark(y: Tensor, opts: DitherOptions, stats: Any, rows: bool = False) -> Tensor:
     if y.requires_grad:
         y.register_hook(
-            lambda dy: _dither(dy, opts.scale, opts.mode, opts.generator, stats, rows))
+            lambda dy: _dither(dy, opts.scale, opts.mode, opts.generator, stats, rows,
+                               opts.noise))
     return y
 
 
@@ -321,7 +417,7 @@ class _DitherLinearFn(torch.autograd.Function):
         sparse_kernel = o.sparse_kernel
         out_f, in_f = w.shape
         dy2 = dy.reshape(-1, out_f)
-        q, delta = _codes(dy2, o.scale, o.mode, o.generator)
+        q, delta = _codes(dy2, o.scale, o.mode, o.generator, o.noise)
         nz = q != 0  # one pass; nnz and the zero rows both come from it
         if ctx.stats is not None:
             ctx.stats._grad_nnz = nz.sum()
@@ -369,9 +465,10 @@ class _DitherLinearFn(torch.autograd.Function):
 def dither_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
                   scale: float = DEFAULT_SCALE, mode: str = "std",
                   generator: torch.Generator | None = None, sparse_kernel: bool | str = "auto",
-                  sparse_threshold: float = SPARSE_THRESHOLD, stats: Any = None) -> Tensor:
+                  sparse_threshold: float = SPARSE_THRESHOLD, stats: Any = None,
+                  noise: str = "fresh") -> Tensor:
     """``F.linear`` (any leading dims) with a dithered backward; see the module docstring."""
-    opts = DitherOptions(scale, mode, generator, sparse_kernel, sparse_threshold)
+    opts = DitherOptions(scale, mode, generator, sparse_kernel, sparse_threshold, noise=noise)
     return _DitherLinearFn.apply(x, weight, bias, opts, stats)
 
 
