@@ -10,7 +10,8 @@
 # Schedule: 16 epochs (the hybrid sits at chance for its first 3-5 epochs; 8 left it
 # under-trained, 45.4 / 26.7 held out on cartoon for seeds 0 / 1), a 2-epoch linear LR warmup
 # (it shortened that plateau and raised training-domain accuracy, seeds 0 / 1: 80.0 / 78.5 with
-# it, 76.2 / 73.3 without), lr x0.1 for the last 4. One dense run: about 3 minutes of one core.
+# it, 76.2 / 73.3 without), lr x0.1 for the last 4. One dense run trained in 180-281 s
+# (1 thread, two runs side by side).
 #   python tools/train.py configs/dg/erm_styled_glyphs_vit.py
 _base_ = ['./erm_styled_glyphs.py']
 model = dict(model_name='vit_tiny_r_s16_p8_224',
