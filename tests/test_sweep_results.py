@@ -85,6 +85,24 @@ def test_sweep_jobs_cover_domains_seeds_draws_and_pairs(tmp_path):
     assert lr == draw_hparams("DANN", 1, 0)["optim_wrapper.model.optimizer.lr"]
 
 
+def test_sweep_variant_names_a_setting_selection_weighs_against_the_defaults(tmp_path):
+    jobs = _jobs(tmp_path, "--algorithms", "IRM", "--seeds", "0", "--test-domains=-90%",
+                 "--variant", "anneal500", "--cfg-options", "model.anneal_iters=500")
+    (job,) = jobs
+    assert job.work_dir == str(tmp_path / "t" / "irm" / "-90pct" / "seed0_anneal500")
+    assert job.info["hparams"] == "anneal500"
+    assert job.info["cfg_options"] == {"model.anneal_iters": 500}
+    assert job.cfg.model.anneal_iters == 500
+    from tools.sweep import main as sweep_main
+
+    for bad in (["--variant", "v"],  # no --cfg-options to name
+                ["--variant", "3", "--cfg-options", "model.p=0.1"],  # a random draw's label
+                ["--variant", "a b", "--cfg-options", "model.p=0.1"],
+                ["--variant", "v", "--n-hparams", "2", "--cfg-options", "model.p=0.1"]):
+        with pytest.raises(SystemExit):
+            sweep_main([COLORED, "--name", "t", "--root", str(tmp_path), "--dry-run", *bad])
+
+
 def test_sweep_reaches_nested_target_datasets(tmp_path):
     from tools import sweep
 

@@ -12,9 +12,12 @@ whose ``results.json`` exists is finished and is not run again, so a sweep can b
 after an interruption or extended with more seeds. Trial seed k sets the training seed and the
 80/20 split seed of every data set; draw 0 is the config's hyper-parameters, draws h > 0 are
 DomainBed-style seeded random draws (dgsamp.models.algorithms.hparams), the same for every
-held-out domain. ``--jobs N`` starts N worker processes that train their share of the jobs one
-after another (``--threads`` CPU threads each; one import per worker, not per job); each job's
-output goes to its ``train.log``. A progress bar with an ETA follows the jobs as their results
+held-out domain. ``--variant NAME`` with ``--cfg-options`` names a hand-chosen setting instead
+(leaf ``seed<k>_<NAME>``, job.json ``hparams: NAME``): tools/collect_results.py then chooses
+between it and the config's defaults by validation, as it chooses between random draws.
+``--jobs N`` starts N worker processes that train their share of the jobs one after another
+(``--threads`` CPU threads each; one import per worker, not per job); each job's output goes
+to its ``train.log``. A progress bar with an ETA follows the jobs as their results
 appear; failed jobs are listed at the end with their ``train.log``.
 """
 
@@ -121,12 +124,15 @@ def make_jobs(args) -> list[Job]:
                     if draws:
                         cfg.merge_from_dict(draws)
                     name = "__".join(safe_name(d) for d in held)
+                    variant = getattr(args, "variant", None)
+                    label = variant or str(hp)
                     leaf = f"seed{seed}" + (f"_hp{hp}" if args.n_hparams > 1 else "")
+                    leaf += f"_{variant}" if variant else ""
                     work_dir = osp.abspath(osp.join(args.root, args.name, algorithm.lower(), name,
                                                    leaf))
                     cfg.work_dir = work_dir
                     info = dict(algorithm=algorithm, dataset=dataset, held_out=list(held),
-                                trial_seed=seed, hparams=str(hp), hparam_values=draws,
+                                trial_seed=seed, hparams=label, hparam_values=draws,
                                 domains=domains, config=config,
                                 cfg_options=dict(args.cfg_options or {}))
                     jobs.append(Job(work_dir, cfg, info))
@@ -205,11 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per training")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction,
                         help="overrides for every job")
+    parser.add_argument("--variant", help="name the --cfg-options as one hyper-parameter "
+                        "setting; selection then weighs it against the config's defaults")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs, run nothing")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
         return worker([osp.abspath(d) for d in argv[1:]])
     args = parser.parse_args(argv)
+    if args.variant is not None:
+        if not args.cfg_options or args.n_hparams != 1:
+            parser.error("--variant names a setting given by --cfg-options; give --cfg-options "
+                         "and leave --n-hparams at 1.")
+        if safe_name(args.variant) != args.variant or args.variant.isdigit():
+            parser.error(f"--variant {args.variant!r}: use letters, digits, '_', '.', '+', '-' "
+                         f"and not a bare number (numbers are random draws).")
     jobs = make_jobs(args)
     todo = [j for j in jobs if not j.done]
     print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} finished already, {len(todo)} to run")
