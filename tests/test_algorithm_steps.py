@@ -260,6 +260,7 @@ def test_mixup_step(fixed_draws):
     assert float(log["loss"]) == pytest.approx(value, abs=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:MixStyle after layer")  # tiny maps on purpose
 def test_mixstyle_step(fixed_draws):
     lam = torch.tensor([0.2, 0.5, 0.7, 0.9, 0.4, 0.6], dtype=torch.float64)
     perm = torch.tensor([1, 0, 3, 2, 5, 4])

@@ -213,6 +213,21 @@ def test_mixstyle_hooks_cnns_and_refuses_token_models():
         _model("MixStyle", layers=["features.99"])
 
 
+def test_mixstyle_warns_once_on_maps_too_small_to_keep_their_content():
+    import warnings
+
+    tiny = dict(type="MixStyle", model_name="resnet10t", num_classes=3, in_chans=3, p=1.0,
+                model_kwargs=dict(channels=(8, 8, 8, 8), stem_width=8))
+    x = torch.rand(4, 3, 32, 32)  # layer3's maps: 2x2
+    model = MODELS.build(tiny).train()
+    with pytest.warns(UserWarning, match="'layer3' mixes the statistics of 2x2"):
+        model.logits(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.logits(x)  # once per layer
+        MODELS.build({**tiny, "layers": ["layer1", "layer2"]}).train().logits(x)  # 8x8, 4x4
+
+
 def test_domain_index_beyond_num_domains_is_an_error():
     model = _model("DANN", num_domains=2)
     with pytest.raises(ValueError, match="num_domains"):
