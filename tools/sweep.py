@@ -89,6 +89,7 @@ def benchmark_domains(cfg: Config) -> tuple[str, list[str]]:
 
 def make_jobs(args) -> list[Job]:
     jobs = []
+    variant = getattr(args, "variant", None)  # a named --cfg-options setting (main checks it)
     sources: list[tuple[str, str | None]] = []
     if args.algorithms:
         if len(args.configs) != 1:
@@ -124,15 +125,13 @@ def make_jobs(args) -> list[Job]:
                     if draws:
                         cfg.merge_from_dict(draws)
                     name = "__".join(safe_name(d) for d in held)
-                    variant = getattr(args, "variant", None)
-                    label = variant or str(hp)
-                    leaf = f"seed{seed}" + (f"_hp{hp}" if args.n_hparams > 1 else "")
-                    leaf += f"_{variant}" if variant else ""
+                    leaf = f"seed{seed}" + (f"_{variant}" if variant else
+                                            f"_hp{hp}" if args.n_hparams > 1 else "")
                     work_dir = osp.abspath(osp.join(args.root, args.name, algorithm.lower(), name,
                                                    leaf))
                     cfg.work_dir = work_dir
                     info = dict(algorithm=algorithm, dataset=dataset, held_out=list(held),
-                                trial_seed=seed, hparams=label, hparam_values=draws,
+                                trial_seed=seed, hparams=variant or str(hp), hparam_values=draws,
                                 domains=domains, config=config,
                                 cfg_options=dict(args.cfg_options or {}))
                     jobs.append(Job(work_dir, cfg, info))
