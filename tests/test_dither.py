@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -322,3 +324,125 @@ def test_pool_noise_trains_a_dithered_layer_like_fresh_noise():
     assert lin.sparse_options.noise == "pool"
     model(torch.randn(512, 64)).pow(2).sum().backward()
     assert 0.85 < 1 - lin.grad_density < 0.95
+
+
+# --- quantizer='compiled': one fused graph, the eager quantizer's δ̃ ------------------------
+
+def _eager_and_compiled(dy, **kw):
+    a = dither(dy, generator=torch.Generator().manual_seed(11), quantizer="eager", **kw)
+    b = dither(dy, generator=torch.Generator().manual_seed(11), quantizer="compiled", **kw)
+    return a, b
+
+
+@pytest.mark.parametrize("noise", ["fresh", "pool"])
+@pytest.mark.parametrize("mode", ["std", "max"])
+def test_compiled_quantizer_gives_the_eager_quantizers_dither_on_the_same_noise(noise, mode):
+    """Same generator state → same u; Δ agrees to float rounding, so δ̃ is the same grid value
+    except where δ/Δ + u lies within rounding of an integer (almost never)."""
+    dy = torch.randn(6, 40, generator=torch.Generator().manual_seed(4)) * 1e-3
+    a, b = _eager_and_compiled(dy, noise=noise, mode=mode, scale=2.0)
+    delta_a = a[a != 0].abs().min()
+    delta_b = b[b != 0].abs().min()
+    torch.testing.assert_close(delta_b, delta_a, rtol=1e-5, atol=0)
+    assert (a == b).double().mean() > 0.99
+    torch.testing.assert_close(b, a, atol=1.01 * float(delta_a), rtol=0)
+
+
+def test_compiled_quantizer_is_unbiased_and_zero_fraction_matches():
+    d = _fixed_delta(32, torch.float32)
+    draws = 20000
+    rep = d.repeat(draws, 1)
+    dt = dither(rep, scale=2.0, generator=torch.Generator().manual_seed(1), noise="pool",
+                quantizer="compiled")
+    delta = 2.0 * rep.double().std()
+    tol = 5 * (delta / 2) / draws ** 0.5
+    assert (dt.double().mean(0) - d.double()).abs().max() < tol
+    p_zero = (dt == 0).double().mean(0)
+    expected = (1 - d.double().abs() / delta).clamp(min=0)
+    assert (p_zero - expected).abs().max() < 5 * (0.25 / draws) ** 0.5
+
+
+def test_compiled_quantizer_keeps_channels_last_and_records_density_and_zero_rows():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, 10, 10).to(memory_format=torch.channels_last)
+    seen = {}
+    y = conv(x)
+    y.register_hook(lambda g: seen.setdefault("in", g))  # runs first: the grad before dither
+
+    class Stats:
+        pass
+
+    st = Stats()
+    dither_grad(y, generator=torch.Generator().manual_seed(2), stats=st, noise="pool",
+                quantizer="compiled")
+    y.register_hook(lambda g: seen.setdefault("out", g))
+    y.pow(2).sum().backward()
+    out = seen["out"]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert int(st._grad_nnz) == int((out != 0).sum()) and st._grad_numel == out.numel()
+    assert 0.8 < 1 - int(st._grad_nnz) / out.numel() < 0.97
+
+    # a DitherLinear's hook path records the all-zero rows as the eager quantizer does
+    torch.manual_seed(0)
+    lin = DitherLinear(16, 4)
+    lin._sparse_init(quantizer="compiled", scale=30.0, sparse_kernel=False)
+    out = lin(torch.randn(50, 16))
+    out.register_hook(lambda g: seen.setdefault("lin", g))  # after the dither hook: δ̃
+    (out * torch.randn(50, 4)).sum().backward()
+    zero_rows = 1 - (seen["lin"] != 0).any(1).double().mean()
+    assert lin._zero_rows == pytest.approx(float(zero_rows)) and lin._zero_rows > 0.5
+
+
+def test_compiled_quantizer_falls_back_to_eager_with_one_warning(monkeypatch):
+    import importlib
+
+    dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(dither_mod, "_COMPILED", {"flat": broken, "rows": broken})
+    dy = torch.randn(100)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*eager"):
+        out = dither(dy, quantizer="compiled")
+    assert dither_mod._COMPILED["failed"]
+    codes = out / out[out != 0].abs().min()
+    torch.testing.assert_close(codes, codes.round())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once; the eager quantizer runs quietly now
+        dither(dy, quantizer="compiled")
+    with pytest.raises(ValueError, match="quantizer"):
+        DitherOptions(quantizer="fast")
+
+
+def test_compiled_quantizer_runs_eager_under_a_dispatch_mode_without_giving_up():
+    """FlopCounterMode (the benchmarks' FLOP count) is a dispatch mode dynamo does not compile
+    inside: the eager quantizer answers there, and the compiled one is still used after."""
+    import importlib
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dither_mod = importlib.import_module("dgsamp.methods.dither")
+    dy = torch.randn(64, 8)
+    with FlopCounterMode(display=False):
+        a = dither(dy, generator=torch.Generator().manual_seed(3), quantizer="compiled")
+    b = dither(dy, generator=torch.Generator().manual_seed(3), quantizer="eager")
+    torch.testing.assert_close(a, b)
+    assert not dither_mod._COMPILED.get("failed")
+
+
+@pytest.mark.parametrize("shape", [(0,), (5,), (128,), (3, 300), (2, 8, 7, 9)])
+def test_nonzero_count_equals_the_bool_sum(shape):
+    """The chunked uint8 count is exact: all-True chunks (128 ones fit uint8), a tail shorter
+    than a chunk, channels-last masks and strided masks (the plain-sum fallback)."""
+    from dgsamp.methods.dither import _count_true
+
+    g = torch.Generator().manual_seed(0)
+    masks = [torch.rand(shape, generator=g) < 0.3, torch.ones(shape, dtype=torch.bool)]
+    if len(shape) == 4:
+        masks.append(masks[0].to(memory_format=torch.channels_last))
+    if len(shape) == 2:
+        masks.append(masks[0].t())  # not one dense block in row order
+    for m in masks:
+        got = _count_true(m)
+        assert got.dtype == torch.int64 and int(got) == int(m.sum())

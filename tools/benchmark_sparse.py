@@ -221,8 +221,12 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
     pooled = _Stats()
     variants["dither_pool"] = lambda: dither_grad(F.conv2d(x, w, None, s, pad, 1, groups),
                                                   stats=pooled, noise="pool")
+    fused = _Stats()
+    variants["dither_compiled"] = lambda: dither_grad(
+        F.conv2d(x, w, None, s, pad, 1, groups), stats=fused, noise="pool", quantizer="compiled")
     return _bench_layer_variants(variants, (x, w), rounds, device,
-                                 {"dither": stats.density, "dither_pool": pooled.density},
+                                 {"dither": stats.density, "dither_pool": pooled.density,
+                                  "dither_compiled": fused.density},
                                  threads, min_run_time,
                                  shape=f"B{batch} {cin}->{cout} k{k} s{s} g{groups} {hw}x{hw}",
                                  name=name)
@@ -238,6 +242,8 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
     auto = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither")
     gather = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel="gather")
     pool = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool")
+    fused = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool",
+                     quantizer="compiled")
     variants = {
         "dense": lambda: F.linear(x, w),
         "ssprop0.5": lambda: ssprop_linear(x, w, keep=0.5),
@@ -247,9 +253,11 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
         "dither_gather": lambda: gather(x),
         "dither_csr": lambda: csr(x),
         "dither_pool": lambda: pool(x),
+        "dither_compiled": lambda: fused(x),
     }
     densities = {"dither": stats.density, "dither_csr": lambda: csr.grad_density,
                  "dither_pool": lambda: pool.grad_density,
+                 "dither_compiled": lambda: fused.grad_density,
                  "dither_auto": lambda: auto.grad_density,
                  "dither_gather": lambda: gather.grad_density}
     return _bench_layer_variants(variants, (x, w), rounds, device, densities, threads,
@@ -330,7 +338,9 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
     sliced path of those convs."""
     variants = {"dense": None, "ssprop0.5": ("ssprop", {"keep": 0.5}),
                 "ssprop0.2": ("ssprop", {"keep": 0.2}), "dither": ("dither", {"scale": 8.0}),
-                "dither_pool": ("dither", {"scale": 8.0, "noise": "pool"})}
+                "dither_pool": ("dither", {"scale": 8.0, "noise": "pool"}),
+                "dither_compiled": ("dither", {"scale": 8.0, "noise": "pool",
+                                               "quantizer": "compiled"})}
     if name.startswith("convnext"):
         variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
         variants["ssprop0.5_old"] = ("ssprop", {"keep": 0.5})
@@ -452,11 +462,12 @@ def summarize(result) -> dict:
             r["variants"]["dither"]["step_overhead"] for r in steps)
         s["dither_step_speedup_min"] = min(r["variants"]["dither"]["step_speedup"]
                                            for r in steps)
-        if all("dither_pool" in r["variants"] for r in steps):  # pooled noise (issue 14)
-            s["dither_pool_step_overhead_median"] = statistics.median(
-                r["variants"]["dither_pool"]["step_overhead"] for r in steps)
-            s["dither_pool_step_speedup_min"] = min(
-                r["variants"]["dither_pool"]["step_speedup"] for r in steps)
+        for v in ("dither_pool", "dither_compiled"):  # cheaper quantizers (issue 14)
+            if all(v in r["variants"] for r in steps):
+                s[f"{v}_step_overhead_median"] = statistics.median(
+                    r["variants"][v]["step_overhead"] for r in steps)
+                s[f"{v}_step_speedup_min"] = min(
+                    r["variants"][v]["step_speedup"] for r in steps)
         s["ssprop_step_speedup_min"] = min(d["step_speedup"] for r in steps
                                            for v, d in r["variants"].items()
                                            if v.startswith("ssprop") and "sliced" not in v
@@ -520,10 +531,13 @@ def write_markdown(result, path):
                   f"{100 * s['dither_step_zero_fraction_min']:.1f}% on every model, time overhead "
                   f"median {100 * s['dither_step_overhead_median']:+.1f}% over the models and "
                   f"resolutions."]
-        if "dither_pool_step_overhead_median" in s:
-            lines[-1] += (f" With pooled noise (`noise='pool'`): overhead median "
-                          f"{100 * s['dither_pool_step_overhead_median']:+.1f}%, slowest step "
-                          f"{_fmt(s['dither_pool_step_speedup_min'])}x dense.")
+        for v, what in (("dither_pool", "pooled noise (`noise='pool'`)"),
+                        ("dither_compiled", "pooled noise and the compiled quantizer "
+                                            "(`quantizer='compiled'`)")):
+            if f"{v}_step_overhead_median" in s:
+                lines[-1] += (f" With {what}: overhead median "
+                              f"{100 * s[f'{v}_step_overhead_median']:+.1f}%, slowest step "
+                              f"{_fmt(s[f'{v}_step_speedup_min'])}x dense.")
     if "ssprop_step_speedup_min" in s:
         lines += ["", f"Slowest step against dense: ssProp (keep 0.5 / 0.2) "
                   f"{_fmt(s['ssprop_step_speedup_min'])}x, dither "

@@ -52,6 +52,16 @@ a reused number is not quite independent of the *history* (it shaped earlier upd
 with any generator of short period. Default ``'fresh'``: one new number per element, as the
 paper does.
 
+``quantizer='compiled'`` (CPU) runs the whole quantizer (the four statistics of Δ, the rounding,
+δ̃ = Δ·q, nnz and the all-zero rows) as one ``torch.compile``d graph, two fused loops instead
+of ~7 eager passes; the noise still comes from eager torch (the pool, or one fresh draw),
+because inductor's in-kernel CPU random numbers cost more than the eager generator. Compiled
+once per dtype (``dynamic=True``: every shape shares the graph, a few seconds the first time);
+if compiling fails (no C++ compiler, an unsupported torch), a warning names the error and the
+eager quantizer takes over. Off CPU, under a ``TorchDispatchMode`` (``FlopCounterMode``, the
+memory tracker: dynamo does not compile inside them) and for a δ̃ whose memory is not one dense
+block (neither contiguous nor channels-last), the eager quantizer runs.
+
 Over 350 lines for a reason: the quantizer, its options and the three exact backward paths of
 the Linear Function (hook, CSR, row gather) with their automatic choice are one method, and
 nothing else imports their parts.
@@ -68,12 +78,14 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 __all__ = [
     "DITHER_MODES",
     "DitherConv2d",
     "DitherLinear",
     "DitherOptions",
+    "QUANTIZERS",
     "UniformPool",
     "check_scale",
     "dither",
@@ -90,6 +102,7 @@ SPARSE_THRESHOLD = 0.04
 GATHER_MIN_ZERO = 0.125
 INT8_MAX = 127
 NOISES = ("fresh", "pool")
+QUANTIZERS = ("eager", "compiled")
 #: float32 numbers in a CPU noise pool (16 MiB); a δ̃ with more elements draws fresh noise
 POOL_SIZE = 1 << 22
 #: the pool regenerates 1/POOL_REFRESH of the elements each call reads: a number is reused at
@@ -116,6 +129,11 @@ def _check_mode(mode: str) -> None:
 def _check_noise(noise: str) -> None:
     if noise not in NOISES:
         raise ValueError(f"dither noise must be one of {NOISES}, got {noise!r}")
+
+
+def _check_quantizer(quantizer: str) -> None:
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"dither quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
 
 
 class UniformPool:
@@ -193,12 +211,14 @@ class DitherOptions:
     sparse_threshold: float = SPARSE_THRESHOLD
     enabled: bool = True
     noise: str = "fresh"
+    quantizer: str = "eager"
     method: ClassVar[str] = "dither"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", check_scale(self.scale))
         _check_mode(self.mode)
         _check_noise(self.noise)
+        _check_quantizer(self.quantizer)
         if self.sparse_kernel not in (True, False, "auto", "gather"):
             raise ValueError(f"sparse_kernel must be True, False, 'auto' or 'gather', "
                              f"got {self.sparse_kernel!r}")
@@ -274,6 +294,108 @@ def _step_host(d: Tensor, scale: float, mode: str) -> Tensor:
     return torch.tensor(delta if delta > 0 else 1.0, dtype=d.dtype)
 
 
+def _fused_codes(d: Tensor, u: Tensor, s_std: Tensor, s_max: Tensor) -> tuple[Tensor, Tensor]:
+    """Codes floor(δ/Δ + u) and Δ for :func:`torch.compile`: :func:`_step`'s Δ (float32 sums at
+    least, combined in float64) as max(s_std·std, s_max·max|δ|, max|δ|/127), one mode's scale
+    being 0. The scales are 0-d float64 tensors, so a schedule changing s does not recompile;
+    δ has at least two elements (the caller's guard)."""
+    acc = d.to(torch.promote_types(d.dtype, torch.float32))
+    amax = torch.maximum(acc.amax(), -acc.amin()).double()
+    n = d.numel()
+    sq = (acc * acc).sum().double()
+    tot = acc.sum().double()
+    var = ((sq - tot * tot / n) / (n - 1)).clamp_min(0.0)
+    delta = torch.maximum(torch.maximum(var.sqrt() * s_std, amax * s_max), amax / INT8_MAX)
+    delta = torch.where(delta > 0, delta, torch.ones_like(delta)).to(d.dtype)
+    return torch.floor(u + d * delta.reciprocal()), delta
+
+
+def _fused_flat(d: Tensor, u: Tensor, s_std: Tensor, s_max: Tensor) -> tuple[Tensor, Tensor]:
+    """δ̃ = Δ·q and nnz(δ̃) of a 1-d δ (conv layers): one reduction loop, one pointwise loop."""
+    q, delta = _fused_codes(d, u, s_std, s_max)
+    return q * delta, (q != 0).sum()
+
+
+def _fused_rows(d: Tensor, u: Tensor, s_std: Tensor, s_max: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """δ̃, nnz(δ̃) and its number of all-zero rows, of a 2-d δ (tokens x features). The rows'
+    nonzeros are summed as float (a bool ``any`` per row compiles to a slower loop)."""
+    q, delta = _fused_codes(d, u, s_std, s_max)
+    per_row = (q != 0).to(torch.float32).sum(1)
+    return q * delta, per_row.sum().to(torch.int64), (per_row == 0).sum()
+
+
+_COMPILED: dict[str, Any] = {}  # 'flat' / 'rows': the compiled graphs; 'failed': gave up
+
+
+def _compiled(kind: str):
+    """The compiled :func:`_fused_flat` or :func:`_fused_rows`, made on first use; None once
+    compiling has failed."""
+    if _COMPILED.get("failed"):
+        return None
+    if kind not in _COMPILED:
+        fn = _fused_rows if kind == "rows" else _fused_flat
+        _COMPILED[kind] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _COMPILED[kind]
+
+
+def _flat(dy: Tensor) -> tuple[Tensor, Any] | None:
+    """δ as a 1-d view in memory order, with a function that views a 1-d result of the same
+    length as δ's shape and memory format; None when δ's memory is not one dense block."""
+    if dy.is_contiguous():
+        return dy.view(-1), lambda t: t.view(dy.shape)
+    if dy.dim() == 4 and dy.is_contiguous(memory_format=torch.channels_last):
+        n, c, h, w = dy.shape
+        return dy.permute(0, 2, 3, 1).reshape(-1), \
+            lambda t: t.view(n, h, w, c).permute(0, 3, 1, 2)
+    return None
+
+
+def _dither_compiled(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
+    """The ``quantizer='compiled'`` path of :func:`_dither`; None where it does not apply (the
+    caller runs the eager quantizer then)."""
+    gen = opts.generator
+    if dy.device.type != "cpu" or (gen is not None and gen.device.type != "cpu"):
+        return None
+    if _get_current_dispatch_mode() is not None:  # FlopCounterMode, memory trackers: dynamo
+        return None  # skips such frames, and the eager ops are what they should see anyway
+    flat = _flat(dy.detach())
+    # rows: float32 per-row counts are exact below 2^24 elements
+    rows = rows and dy.dim() > 1 and dy.is_contiguous() and dy.shape[-1] > 0 and \
+        dy.numel() < 1 << 24
+    fn = _compiled("rows" if rows else "flat")
+    if fn is None or flat is None or dy.numel() < 2:
+        return None
+    d, unflat = flat
+    n = d.numel()
+    if opts.noise == "pool" and n <= POOL_SIZE:
+        u = _pool(dy.dtype, gen).window(n, gen)
+    else:
+        u = torch.rand(n, generator=gen, dtype=dy.dtype)
+    std = opts.mode == "std"
+    s_std = torch.tensor(opts.scale if std else 0.0, dtype=torch.float64)
+    s_max = torch.tensor(0.0 if std else opts.scale, dtype=torch.float64)
+    try:
+        if rows:
+            width = dy.shape[-1]
+            out, nnz, zero_rows = fn(d.view(-1, width), u.view(-1, width), s_std, s_max)
+        else:
+            out, nnz = fn(d, u, s_std, s_max)
+    except Exception as err:  # noqa: BLE001  (any compile failure: fall back, say why)
+        _COMPILED["failed"] = True
+        first = str(err).splitlines()[0] if str(err) else ""
+        warnings.warn(f"dither quantizer='compiled' could not be compiled ({type(err).__name__}: "
+                      f"{first}); using the eager quantizer instead", RuntimeWarning,
+                      stacklevel=2)
+        return None
+    if stats is not None:
+        stats._grad_nnz = nnz
+        stats._grad_numel = n
+        if rows:
+            stats._zero_rows = int(zero_rows) / (n // dy.shape[-1])
+    return unflat(out.view(-1))
+
+
 def dither_quantize(
     dy: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
     generator: torch.Generator | None = None, noise: str = "fresh",
@@ -310,16 +432,19 @@ def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | Non
 def dither(
     dy: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
     generator: torch.Generator | None = None, stats: Any = None, noise: str = "fresh",
+    quantizer: str = "eager",
 ) -> Tensor:
     """δ̃ = Δ·round(δ/Δ + ν). If ``stats`` is given, writes its density counters."""
-    _check_mode(mode)
-    _check_noise(noise)
-    return _dither(dy, check_scale(scale), mode, generator, stats, noise=noise)
+    opts = DitherOptions(scale, mode, generator, noise=noise, quantizer=quantizer)
+    return _dither(dy, opts, stats)
 
 
-def _dither(dy: Tensor, scale: float, mode: str, generator: torch.Generator | None,
-            stats: Any, rows: bool = False, noise: str = "fresh") -> Tensor:
-    q, delta = _codes(dy, scale, mode, generator, noise)
+def _dither(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool = False) -> Tensor:
+    if opts.quantizer == "compiled":
+        out = _dither_compiled(dy, opts, stats, rows)
+        if out is not None:
+            return out
+    q, delta = _codes(dy, opts.scale, opts.mode, opts.generator, opts.noise)
     if stats is not None:
         _record(stats, q, rows)
     return q.mul_(delta.to(dy.dtype))
@@ -329,13 +454,32 @@ def _record(stats: Any, q: Tensor, rows: bool = False) -> None:
     """nnz and numel of δ̃; with ``rows`` (a linear layer's δ̃, features last) also the fraction
     of its rows (tokens) that are all zero, which the next forward's path choice reads."""
     n = q.numel()
+    nz = q != 0  # with _count_true ~1.5x cheaper than count_nonzero(q) on CPU, same count
+    stats._grad_nnz = _count_true(nz)
     if rows:
-        nz = q != 0
-        stats._grad_nnz = nz.sum()
         stats._zero_rows = _zero_fraction(_any(nz.reshape(-1, q.shape[-1]), 1))
-    else:  # (q != 0).sum() is ~20% cheaper than count_nonzero(q) on CPU, same count
-        stats._grad_nnz = (q != 0).sum()
     stats._grad_numel = n
+
+
+#: elements per partial count of :func:`_count_true` (a uint8 sum of at most 255 ones is exact)
+_COUNT_CHUNK = 128
+
+
+def _count_true(mask: Tensor) -> Tensor:
+    """Number of True in a bool mask, as a 0-d int64 tensor (= ``mask.sum()``).
+
+    On CPU ``mask.sum()`` first copies the mask to int64 (~0.6 ns per element, as much as the
+    comparison that made it); summing uint8 chunks of 128 in uint8 and then the partial sums
+    is exact and ~13x faster (one thread, a 1040x768 mask: 37 vs 494 µs). Masks whose memory
+    is not one dense block take ``mask.sum()``.
+    """
+    flat = _flat(mask)
+    if flat is None:
+        return mask.sum()
+    u8 = flat[0].view(torch.uint8)
+    n = u8.numel() - u8.numel() % _COUNT_CHUNK
+    head = u8[:n].view(-1, _COUNT_CHUNK).sum(1, dtype=torch.uint8).sum()
+    return head + u8[n:].sum() if n < u8.numel() else head
 
 
 def _zero_fraction(any_nonzero: Tensor) -> float:
@@ -346,7 +490,7 @@ def _zero_fraction(any_nonzero: Tensor) -> float:
 
 def dither_grad(y: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
                 generator: torch.Generator | None = None, stats: Any = None,
-                noise: str = "fresh") -> Tensor:
+                noise: str = "fresh", quantizer: str = "eager") -> Tensor:
     """Mark ``y`` (a layer output) so that its gradient is dithered before the layer's backward.
 
     Both backward products of the layer that produced ``y`` then run on δ̃. A tensor hook, not
@@ -354,14 +498,13 @@ def dither_grad(y: Tensor, scale: float = DEFAULT_SCALE, mode: str = "std",
     op (``ReLU(inplace=True)`` right after the conv) still receives the gradient of ``y`` itself.
     Returns ``y``.
     """
-    return _mark(y, DitherOptions(scale, mode, generator, noise=noise), stats)
+    return _mark(y, DitherOptions(scale, mode, generator, noise=noise, quantizer=quantizer),
+                 stats)
 
 
 def _mark(y: Tensor, opts: DitherOptions, stats: Any, rows: bool = False) -> Tensor:
     if y.requires_grad:
-        y.register_hook(
-            lambda dy: _dither(dy, opts.scale, opts.mode, opts.generator, stats, rows,
-                               opts.noise))
+        y.register_hook(lambda dy: _dither(dy, opts, stats, rows))
     return y
 
 
@@ -419,8 +562,9 @@ class _DitherLinearFn(torch.autograd.Function):
         dy2 = dy.reshape(-1, out_f)
         q, delta = _codes(dy2, o.scale, o.mode, o.generator, o.noise)
         nz = q != 0  # one pass; nnz and the zero rows both come from it
+        nnz = _count_true(nz)
         if ctx.stats is not None:
-            ctx.stats._grad_nnz = nz.sum()
+            ctx.stats._grad_nnz = nnz
             ctx.stats._grad_numel = q.numel()
             if q.device.type == "cpu":
                 ctx.stats._zero_rows = _zero_fraction(_any(nz, 1))
@@ -431,7 +575,7 @@ class _DitherLinearFn(torch.autograd.Function):
             rows = _nonzero_rows(nz, 0.0)
         elif sparse_kernel == "auto":
             cpu_float = q.device.type == "cpu" and dy2.dtype in (torch.float32, torch.float64)
-            if cpu_float and int(nz.sum()) <= o.sparse_threshold * q.numel():
+            if cpu_float and int(nnz) <= o.sparse_threshold * q.numel():
                 path = "csr"
             else:
                 rows = _nonzero_rows(nz, GATHER_MIN_ZERO)
