@@ -446,3 +446,25 @@ def test_nonzero_count_equals_the_bool_sum(shape):
     for m in masks:
         got = _count_true(m)
         assert got.dtype == torch.int64 and int(got) == int(m.sum())
+
+
+def test_compiled_quantizer_serves_many_shapes_without_giving_up():
+    """dynamic=True and detached inputs: conv and linear shapes of one model family, pool
+    windows at varying offsets and fresh noise, all served by the compiled graphs (a
+    recompile storm would hit dynamo's limit and fall back to eager with a warning)."""
+    import importlib
+
+    dither_mod = importlib.import_module("dgsamp.methods.dither")
+    shapes = [(2, 8, 6, 6), (4, 16, 3, 3), (3, 7), (5, 9, 12), (2, 64), (1000,), (6, 4, 5, 5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for noise in ("pool", "fresh"):
+            for i, shape in enumerate(shapes):
+                dy = torch.randn(shape)
+                if len(shape) == 4 and i % 2:
+                    dy = dy.to(memory_format=torch.channels_last)
+                st = type("S", (), {})()
+                out = dither_mod._dither(dy, DitherOptions(noise=noise, quantizer="compiled"),
+                                         st, rows=len(shape) in (2, 3))
+                assert out.shape == dy.shape and int(st._grad_nnz) == int((out != 0).sum())
+    assert not dither_mod._COMPILED.get("failed")

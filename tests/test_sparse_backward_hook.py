@@ -63,12 +63,14 @@ class Probe(Hook):
 
     def __init__(self):
         self.rows = []
+        self.options = []
         self.classes_after = None
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         model = runner.model
         mods = patched_modules(model)
         hub = runner.message_hub
+        self.options = [m.sparse_options for m in mods.values()]
         self.rows.append(dict(
             epoch=runner.epoch, iter=runner.iter, names=sorted(mods),
             keep={n: getattr(m, "keep", None) for n, m in mods.items()},
@@ -168,6 +170,21 @@ def test_dither_records_density_and_sparsity(tmp_path):
     for r in probe.rows[3:]:
         assert all(0.0 < d < 0.3 for d in r["density"].values())
         assert r["hub_sparsity"] > 0.7
+
+
+def test_dither_fast_preset_trains_with_the_compiled_quantizer(tmp_path):
+    """configs/_base_/methods/dither_fast.py: its options reach every dithered layer, and the
+    compiled quantizer gives the same ~90% zeros in a real Runner."""
+    from mmengine.config import Config
+
+    from dgsamp.engine.presets import method_path
+
+    hook = dict(Config.fromfile(method_path("dither-fast")).custom_hooks[0])
+    hook.pop("type")
+    _, probe = _run(tmp_path, dict(hook, exclude="head"))
+    for r in probe.rows[1:]:
+        assert all(0.0 < d < 0.3 for d in r["density"].values())
+    assert {(o.noise, o.quantizer) for o in probe.options} == {("pool", "compiled")}
 
 
 def test_together_with_gradsamp(tmp_path):

@@ -36,10 +36,12 @@ Python Function's own dense branch. ``True`` forces CSR, ``'gather'`` the gather
 always the hook path. Columns (features) that are all zero could be dropped the same way, but
 they are rare (median 0% at the default scale) and finding them costs a strided pass.
 
-Cost on this CPU: the quantization is ~7 memory passes plus one uniform random number per
-element (torch's CPU mt19937, ~3 ns per element unloaded, ~70% of the quantizer), which is
-20-100% of a dense linear backward with 192-384 input features. The sparse paths cannot
-win it back at 90% unstructured zeros; see docs/results/benchmark_sparse_*_cpu.md.
+Cost on this CPU: the eager quantization is ~7 memory passes plus one uniform random number
+per element (torch's CPU mt19937, ~3 ns per element unloaded), 4.3-4.7 ns per element in all;
+pooled noise brings it to ~2.7, the compiled quantizer with pooled noise to 1.1-1.6 (a clone
+costs ~0.3). In a train step that is still 7-39% of the dense step (median 20%;
+tools/benchmark_dither_quantizer.py), and the sparse paths cannot win it back at 90%
+unstructured zeros; see docs/results/benchmark_sparse_*_cpu.md.
 
 ``noise='pool'`` (CPU) replaces the per-element generator by reads from a pool of
 ``POOL_SIZE`` float32 U(0, 1) numbers (:class:`UniformPool`): each call takes the next window
@@ -157,7 +159,10 @@ class UniformPool:
         if size < 1 or refresh < 1:
             raise ValueError(f"UniformPool: size={size} and refresh={refresh} must be >= 1")
         self.size, self.refresh = int(size), int(refresh)
-        self.buffer = torch.rand(self.size, dtype=dtype, generator=generator)
+        # the buffer starts 2 numbers into its storage, so every window's storage offset is
+        # >= 2: torch.compile's dynamic shapes specialize offsets 0 and 1, and a window at
+        # offset 0 (after a wrap) would recompile the compiled quantizer mid-training
+        self.buffer = torch.rand(self.size + 2, dtype=dtype, generator=generator)[2:]
         self._read = int(torch.randint(self.size, (1,), generator=generator))
         self._write = 0
 
@@ -375,12 +380,13 @@ def _dither_compiled(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) ->
     std = opts.mode == "std"
     s_std = torch.tensor(opts.scale if std else 0.0, dtype=torch.float64)
     s_max = torch.tensor(0.0 if std else opts.scale, dtype=torch.float64)
-    try:
+    try:  # detached: not views, so that dynamo guards on neither their bases nor their shapes
         if rows:
             width = dy.shape[-1]
-            out, nnz, zero_rows = fn(d.view(-1, width), u.view(-1, width), s_std, s_max)
+            out, nnz, zero_rows = fn(d.view(-1, width).detach(), u.view(-1, width).detach(),
+                                     s_std, s_max)
         else:
-            out, nnz = fn(d, u, s_std, s_max)
+            out, nnz = fn(d.detach(), u.detach(), s_std, s_max)
     except Exception as err:  # noqa: BLE001  (any compile failure: fall back, say why)
         _COMPILED["failed"] = True
         first = str(err).splitlines()[0] if str(err) else ""
