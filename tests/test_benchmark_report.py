@@ -77,6 +77,6 @@ def test_new_paths_are_reported_next_to_dense_and_the_old_path(tmp_path):
     out = tmp_path / "r.md"
     bench.write_markdown(result, out)
     text = out.read_text()
-    assert "patched layer (dense backward) 1.01x, sliced (old path) 0.80x" in text
+    assert "patched layer (slicing_pays) 1.01x, always sliced 0.80x" in text
     assert "ssProp (keep 0.5 / 0.2) 1.02x, dither 0.96x" in text
     assert "| convnext_atto | 32 | 4 | ssprop0.5_sliced | 3 | 11.1 | 0.90 |" in text

@@ -7,9 +7,10 @@ shapes) and per train step (timm resnet18, convnext_atto, vit_tiny_patch16_224 a
 digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither
 (s = 8). Layers also get a masked-dY variant (top-k channels kept by zeroing dY: the full-size
 kernels still run), for linear layers the CSR sparse-kernel dither path, for depthwise convs the
-sliced backward (``ssprop0.5_sliced``, the old path) beside what a patched layer now does
-(``ssprop0.5``: dense backward, :func:`dgsamp.methods.ssprop.slicing_pays`); models with
-depthwise convs get the old path as ``ssprop0.5_sliced`` too.
+sliced backward (``ssprop0.5_sliced``) beside what a patched layer does (``ssprop0.5``: sliced
+or dense backward as :func:`dgsamp.methods.ssprop.slicing_pays` decides; ConvNeXt's 7x7
+depthwise convs are sliced at keep 0.5 since 2026-12-03); models with depthwise convs get
+``ssprop0.5_sliced`` too.
 
 Measured:
 - time with ``torch.utils.benchmark.Timer`` (``blocked_autorange`` per variant and round), the
@@ -206,7 +207,7 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
         "dense": lambda: F.conv2d(x, w, None, s, pad, 1, groups),
         "ssprop0.5": lambda: ssprop_conv2d(x, w, None, s, pad, 1, groups, keep=0.5),
     }
-    if groups > 1:  # depthwise: what patching does now (dense backward) next to slicing
+    if groups > 1:  # depthwise: what patching does (slicing_pays) next to always slicing
         conv = _patched(torch.nn.Conv2d(cin, cout, k, s, pad, groups=groups, bias=False),
                         w, "ssprop", keep=0.5)
         variants["ssprop0.5"] = lambda: conv(x)
@@ -545,8 +546,8 @@ def write_markdown(result, path):
     if "depthwise_bwd_keep0.5_median" in s:
         d = s["depthwise_bwd_keep0.5_median"]
         lines += ["", f"Depthwise convs, backward at keep 0.5 (median over the ConvNeXt-atto "
-                  f"shapes): patched layer (dense backward) {_fmt(d['ssprop0.5'])}x, sliced "
-                  f"(old path) {_fmt(d['ssprop0.5_sliced'])}x."]
+                  f"shapes): patched layer (slicing_pays) {_fmt(d['ssprop0.5'])}x, always sliced "
+                  f"{_fmt(d['ssprop0.5_sliced'])}x."]
     lines += [""]
     if result["layers"]:
         lines += ["## Per layer (backward)", ""] + _md_table(

@@ -52,8 +52,9 @@ SSPROP_SELECT = ("topk", "random")
 _GROUP_SELECT = ("global", "balanced")
 _GROUPED = ("auto", "sliced")
 #: one element copied by slicing (gather or scatter) costs about this many multiply-adds of the
-#: conv kernels on this CPU (one AVX-512 core: ~0.4 ns per element moved, ~50 GMAC/s)
-COPY_COST_MACS = 20.0
+#: conv kernels on this CPU (one AVX-512 core, ~50 GMAC/s): 20 before the channels-last gathers
+#: of issue 14, 10 since (calibrated on ConvNeXt-atto's whole step, see :func:`slicing_pays`)
+COPY_COST_MACS = 10.0
 
 
 def check_keep(keep: Any) -> float:
@@ -113,12 +114,14 @@ def slicing_pays(conv: nn.Conv2d, keep: float) -> bool:
     ``2(1 − keep)·k²`` multiply-adds per output-gradient element (dX and dW), and pays for
     gathering dY, gathering the kept groups' X and scattering their dX back, about
     ``(1 + 2·keep) + (|X|/|dY|)(1 + 3·keep)`` element copies (``COPY_COST_MACS`` each). For a
-    7x7 depthwise conv that is break-even near keep 0.29. ConvNeXt-atto's whole step at keep
-    0.5 measured 0.91x / 0.90x dense (224 / 32 px) with its depthwise convs dense vs 0.85x /
-    0.82x sliced (docs/results/benchmark_sparse_steps_cpu.md, a heavily shared CPU); its
-    backward alone at 32 px and keep 0.2, 1.02x vs 1.15x sliced. In isolation, on contiguous
-    tensors, the sliced depthwise backward is faster (the layer page): the fallback follows the
-    whole step. A 3x3 depthwise conv never pays. Deterministic: a function of shape and keep.
+    7x7 depthwise conv that is break-even near keep 0.53. Since the gathers keep channels-last
+    tensors channels-last (issue 14), ConvNeXt-atto's whole step at keep 0.5 is faster with its
+    7x7 depthwise convs sliced than dense in each of three runs side by side (2026-12-03, quick
+    steps: 1.05 / 1.02 / 1.03x vs 1.00 / 0.98 / 1.02x at 224 px, 0.99 / 1.00 / 0.99x vs
+    0.92 / 0.92 / 0.92x at 32 px; docs/results/benchmark_sparse_steps_cpu.md), so the copy cost
+    was halved from 20 (calibrated on the old copies, which put break-even at keep 0.29). A 3x3
+    or 5x5 depthwise conv at keep 0.5 stays dense; 3x3 never pays. Deterministic: a function of
+    shape and keep.
     """
     if conv.groups == 1 or conv.in_channels != conv.groups:
         return True
