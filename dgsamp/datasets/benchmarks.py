@@ -77,7 +77,7 @@ class ColoredDigits(DGBenchmark):
     """ColoredMNIST on sklearn's digits (3 domains, 2 channels, 25% label noise)."""
 
     make_domains = staticmethod(colored_digits)
-    classes = ["digit<5", "digit>=5"]
+    classes = ["digit>=5", "digit<5"]  # label 1 is digit < 5 (before the noise), as DomainBed
 
 
 @DATASETS.register_module()
