@@ -4,13 +4,14 @@
 
 Per layer (ResNet-18 and ResNet-50 conv shapes, ConvNeXt-atto depthwise shapes, ViT-S linear
 shapes) and per train step (timm resnet18, convnext_atto, vit_tiny_patch16_224 at 224 px and at
-digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither
-(s = 8). Layers also get a masked-dY variant (top-k channels kept by zeroing dY: the full-size
-kernels still run), for linear layers the CSR sparse-kernel dither path, for depthwise convs the
-sliced backward (``ssprop0.5_sliced``) beside what a patched layer does (``ssprop0.5``: sliced
-or dense backward as :func:`dgsamp.methods.ssprop.slicing_pays` decides; ConvNeXt's 7x7
-depthwise convs are sliced at keep 0.5 since 2026-12-03); models with depthwise convs get
-``ssprop0.5_sliced`` too.
+digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither (s
+= 8; ``dither_pool``: pooled noise, ``dither_compiled``: pooled noise and the compiled
+quantizer, next to the default ``dither``). Layers also get a masked-dY variant (top-k channels
+kept by zeroing dY: the full-size kernels still run), for linear layers the CSR sparse-kernel
+dither path, for depthwise convs the sliced backward (``ssprop0.5_sliced``) beside what a
+patched layer does (``ssprop0.5``: sliced or dense backward as
+:func:`dgsamp.methods.ssprop.slicing_pays` decides; ConvNeXt's 7x7 depthwise convs are sliced at
+keep 0.5 since 2026-12-03); models with depthwise convs get ``ssprop0.5_sliced`` too.
 
 Measured:
 - time with ``torch.utils.benchmark.Timer`` (``blocked_autorange`` per variant and round), the
