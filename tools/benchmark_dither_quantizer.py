@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python tools/benchmark_dither_quantizer.py [--quick] [--out PREFIX]
 
 Issue 14 asks that quantizing δ cost at most 5% of a dense step. Two measurements, for each
-quantizer setting (``eager``/``fresh`` = the default, ``eager``/``pool``, ``compiled``/``pool``):
+quantizer setting (``eager``/``fresh`` = the default, ``eager``/``pool``, ``compiled``/``pool``,
+``native``/``fresh``, ``native``/``pool``, ``native``/``philox``):
 
 - *alone*: ``torch.utils.benchmark.Timer`` on the quantizer (``dgsamp.methods.dither._dither``,
   what the backward hook calls) for ResNet/ViT output-gradient shapes, in µs and ns per element,
@@ -40,7 +41,10 @@ from dgsamp.methods.patch import patch  # noqa: E402
 dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
 
 SETTINGS = {"eager_fresh": {}, "eager_pool": {"noise": "pool"},
-            "compiled_pool": {"noise": "pool", "quantizer": "compiled"}}
+            "compiled_pool": {"noise": "pool", "quantizer": "compiled"},
+            "native_fresh": {"quantizer": "native"},
+            "native_pool": {"noise": "pool", "quantizer": "native"},
+            "native_philox": {"noise": "philox", "quantizer": "native"}}
 #: (name, shape, rows): rows = a linear layer's δ (its all-zero token rows are counted too)
 SHAPES = [("vit_s fc1 B8x197", (8, 197, 1536), True), ("vit_s qkv B8x197", (8, 197, 1152), True),
           ("vit_tiny fc1 B16x65", (16, 65, 768), True), ("vit_tiny proj B16x5", (16, 5, 192), True),

@@ -5,11 +5,11 @@
 Per layer (ResNet-18 and ResNet-50 conv shapes, ConvNeXt-atto depthwise shapes, ViT-S linear
 shapes) and per train step (timm resnet18, convnext_atto, vit_tiny_patch16_224 at 224 px and at
 digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither (s
-= 8; ``dither_pool``: pooled noise, ``dither_compiled``: pooled noise and the compiled
-quantizer, next to the default ``dither``). Layers also get a masked-dY variant (top-k channels
-kept by zeroing dY: the full-size kernels still run), for linear layers the CSR sparse-kernel
-dither path, for depthwise convs the sliced backward (``ssprop0.5_sliced``) beside what a
-patched layer does (``ssprop0.5``: sliced or dense backward as
+= 8; ``dither_pool``: pooled noise, ``dither_compiled`` / ``dither_native``: pooled noise and
+the compiled quantizer / the C++ kernel, next to the default ``dither``). Layers also get a
+masked-dY variant (top-k channels kept by zeroing dY: the full-size kernels still run), for
+linear layers the CSR sparse-kernel dither path, for depthwise convs the sliced backward
+(``ssprop0.5_sliced``) beside what a patched layer does (``ssprop0.5``: sliced or dense backward as
 :func:`dgsamp.methods.ssprop.slicing_pays` decides; ConvNeXt's 7x7 depthwise convs are sliced at
 keep 0.5 since 2026-12-03); models with depthwise convs get ``ssprop0.5_sliced`` too.
 
@@ -226,9 +226,13 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
     fused = _Stats()
     variants["dither_compiled"] = lambda: dither_grad(
         F.conv2d(x, w, None, s, pad, 1, groups), stats=fused, noise="pool", quantizer="compiled")
+    native = _Stats()
+    variants["dither_native"] = lambda: dither_grad(
+        F.conv2d(x, w, None, s, pad, 1, groups), stats=native, noise="pool", quantizer="native")
     return _bench_layer_variants(variants, (x, w), rounds, device,
                                  {"dither": stats.density, "dither_pool": pooled.density,
-                                  "dither_compiled": fused.density},
+                                  "dither_compiled": fused.density,
+                                  "dither_native": native.density},
                                  threads, min_run_time,
                                  shape=f"B{batch} {cin}->{cout} k{k} s{s} g{groups} {hw}x{hw}",
                                  name=name)
@@ -246,6 +250,8 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
     pool = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool")
     fused = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool",
                      quantizer="compiled")
+    native = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool",
+                      quantizer="native")
     variants = {
         "dense": lambda: F.linear(x, w),
         "ssprop0.5": lambda: ssprop_linear(x, w, keep=0.5),
@@ -256,10 +262,12 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
         "dither_csr": lambda: csr(x),
         "dither_pool": lambda: pool(x),
         "dither_compiled": lambda: fused(x),
+        "dither_native": lambda: native(x),
     }
     densities = {"dither": stats.density, "dither_csr": lambda: csr.grad_density,
                  "dither_pool": lambda: pool.grad_density,
                  "dither_compiled": lambda: fused.grad_density,
+                 "dither_native": lambda: native.grad_density,
                  "dither_auto": lambda: auto.grad_density,
                  "dither_gather": lambda: gather.grad_density}
     return _bench_layer_variants(variants, (x, w), rounds, device, densities, threads,
@@ -342,7 +350,9 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
                 "ssprop0.2": ("ssprop", {"keep": 0.2}), "dither": ("dither", {"scale": 8.0}),
                 "dither_pool": ("dither", {"scale": 8.0, "noise": "pool"}),
                 "dither_compiled": ("dither", {"scale": 8.0, "noise": "pool",
-                                               "quantizer": "compiled"})}
+                                               "quantizer": "compiled"}),
+                "dither_native": ("dither", {"scale": 8.0, "noise": "pool",
+                                             "quantizer": "native"})}
     if name.startswith("convnext"):
         variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
         variants["ssprop0.5_old"] = ("ssprop", {"keep": 0.5})
@@ -464,7 +474,7 @@ def summarize(result) -> dict:
             r["variants"]["dither"]["step_overhead"] for r in steps)
         s["dither_step_speedup_min"] = min(r["variants"]["dither"]["step_speedup"]
                                            for r in steps)
-        for v in ("dither_pool", "dither_compiled"):  # cheaper quantizers (issue 14)
+        for v in ("dither_pool", "dither_compiled", "dither_native"):  # cheaper quantizers
             if all(v in r["variants"] for r in steps):
                 s[f"{v}_step_overhead_median"] = statistics.median(
                     r["variants"][v]["step_overhead"] for r in steps)
@@ -535,7 +545,9 @@ def write_markdown(result, path):
                   f"resolutions."]
         for v, what in (("dither_pool", "pooled noise (`noise='pool'`)"),
                         ("dither_compiled", "pooled noise and the compiled quantizer "
-                                            "(`quantizer='compiled'`)")):
+                                            "(`quantizer='compiled'`)"),
+                        ("dither_native", "pooled noise and the native kernel "
+                                          "(`quantizer='native'`)")):
             if f"{v}_step_overhead_median" in s:
                 lines[-1] += (f" With {what}: overhead median "
                               f"{100 * s[f'{v}_step_overhead_median']:+.1f}%, slowest step "

@@ -82,6 +82,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from . import dither_native
+
 __all__ = [
     "DITHER_MODES",
     "DitherConv2d",
@@ -103,8 +105,8 @@ SPARSE_THRESHOLD = 0.04
 #: all zero (below it the gathers and the scatter of dX cost more than the rows save)
 GATHER_MIN_ZERO = 0.125
 INT8_MAX = 127
-NOISES = ("fresh", "pool")
-QUANTIZERS = ("eager", "compiled")
+NOISES = ("fresh", "pool", "philox")
+QUANTIZERS = ("eager", "compiled", "native")
 #: float32 numbers in a CPU noise pool (16 MiB); a δ̃ with more elements draws fresh noise
 POOL_SIZE = 1 << 22
 #: the pool regenerates 1/POOL_REFRESH of the elements each call reads: a number is reused at
@@ -251,8 +253,10 @@ def _step(dy: Tensor, scale: float, mode: str) -> Tensor:
     return _step_host(d, scale, mode) if d.device.type == "cpu" else _step_tensor(d, scale, mode)
 
 
-def _step_tensor(d: Tensor, scale: float, mode: str) -> Tensor:
-    """:func:`_step` as 0-d tensor ops only (no host sync; any device)."""
+def _step_tensor(d: Tensor, scale: float | Tensor, mode: str) -> Tensor:
+    """:func:`_step` as tensor ops only (no host sync; any device). ``scale`` may be a 0-d
+    float64 tensor: the compiled quantizer traces this function with it, so that a schedule
+    changing the scale does not recompile (Python floats are specialised on)."""
     acc = torch.promote_types(d.dtype, torch.float32)
     lo, hi = torch.aminmax(d)
     amax = torch.maximum(hi, -lo).double()
@@ -299,33 +303,24 @@ def _step_host(d: Tensor, scale: float, mode: str) -> Tensor:
     return torch.tensor(delta if delta > 0 else 1.0, dtype=d.dtype)
 
 
-def _fused_codes(d: Tensor, u: Tensor, s_std: Tensor, s_max: Tensor) -> tuple[Tensor, Tensor]:
-    """Codes floor(δ/Δ + u) and Δ for :func:`torch.compile`: :func:`_step`'s Δ (float32 sums at
-    least, combined in float64) as max(s_std·std, s_max·max|δ|, max|δ|/127), one mode's scale
-    being 0. The scales are 0-d float64 tensors, so a schedule changing s does not recompile;
-    δ has at least two elements (the caller's guard)."""
-    acc = d.to(torch.promote_types(d.dtype, torch.float32))
-    amax = torch.maximum(acc.amax(), -acc.amin()).double()
-    n = d.numel()
-    sq = (acc * acc).sum().double()
-    tot = acc.sum().double()
-    var = ((sq - tot * tot / n) / (n - 1)).clamp_min(0.0)
-    delta = torch.maximum(torch.maximum(var.sqrt() * s_std, amax * s_max), amax / INT8_MAX)
-    delta = torch.where(delta > 0, delta, torch.ones_like(delta)).to(d.dtype)
+def _fused_codes(d: Tensor, u: Tensor, scale: Tensor, mode: str) -> tuple[Tensor, Tensor]:
+    """Codes floor(δ/Δ + u) and :func:`_step_tensor`'s Δ, for :func:`torch.compile` (``scale``
+    a 0-d float64 tensor; ``mode`` a constant: one graph per mode)."""
+    delta = _step_tensor(d, scale, mode)
     return torch.floor(u + d * delta.reciprocal()), delta
 
 
-def _fused_flat(d: Tensor, u: Tensor, s_std: Tensor, s_max: Tensor) -> tuple[Tensor, Tensor]:
+def _fused_flat(d: Tensor, u: Tensor, scale: Tensor, mode: str) -> tuple[Tensor, Tensor]:
     """δ̃ = Δ·q and nnz(δ̃) of a 1-d δ (conv layers): one reduction loop, one pointwise loop."""
-    q, delta = _fused_codes(d, u, s_std, s_max)
+    q, delta = _fused_codes(d, u, scale, mode)
     return q * delta, (q != 0).sum()
 
 
-def _fused_rows(d: Tensor, u: Tensor, s_std: Tensor, s_max: Tensor
+def _fused_rows(d: Tensor, u: Tensor, scale: Tensor, mode: str
                 ) -> tuple[Tensor, Tensor, Tensor]:
     """δ̃, nnz(δ̃) and its number of all-zero rows, of a 2-d δ (tokens x features). The rows'
     nonzeros are summed as float (a bool ``any`` per row compiles to a slower loop)."""
-    q, delta = _fused_codes(d, u, s_std, s_max)
+    q, delta = _fused_codes(d, u, scale, mode)
     per_row = (q != 0).to(torch.float32).sum(1)
     return q * delta, per_row.sum().to(torch.int64), (per_row == 0).sum()
 
@@ -356,50 +351,107 @@ def _flat(dy: Tensor) -> tuple[Tensor, Any] | None:
     return None
 
 
-def _dither_compiled(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
-    """The ``quantizer='compiled'`` path of :func:`_dither`; None where it does not apply (the
-    caller runs the eager quantizer then)."""
+def _dither_fused(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
+    """The ``quantizer='compiled'`` and ``'native'`` paths of :func:`_dither`: one graph or one
+    kernel for Δ, the rounding, δ̃ and the counts; None where they do not apply (the caller
+    runs the eager quantizer then)."""
     gen = opts.generator
-    if dy.device.type != "cpu" or (gen is not None and gen.device.type != "cpu"):
+    if dy.device.type != "cpu" or (gen is not None and gen.device.type != "cpu") or \
+            dy.numel() < 2:
         return None
     if _get_current_dispatch_mode() is not None:  # FlopCounterMode, memory trackers: dynamo
         return None  # skips such frames, and the eager ops are what they should see anyway
+    native = opts.quantizer == "native"
+    if native and dy.dtype not in (torch.float32, torch.float64):
+        return None
     flat = _flat(dy.detach())
-    # rows: float32 per-row counts are exact below 2^24 elements
+    if flat is None:
+        return None
+    # rows: float32 per-row counts are exact below 2^24 elements (compiled graph)
     rows = rows and dy.dim() > 1 and dy.is_contiguous() and dy.shape[-1] > 0 and \
         dy.numel() < 1 << 24
-    fn = _compiled("rows" if rows else "flat")
-    if fn is None or flat is None or dy.numel() < 2:
+    fn = _native_kernel() if native else _compiled("rows" if rows else "flat")
+    if fn is None:
         return None
     d, unflat = flat
     n = d.numel()
-    if opts.noise == "pool" and n <= POOL_SIZE:
+    in_kernel = native and opts.noise == "philox"  # the kernel draws the noise itself
+    seed = _philox_seed(gen) if in_kernel else 0
+    u = None
+    if opts.noise == "philox" and not in_kernel:
+        u = _philox(n, dy.dtype, gen, dy.device)
+    elif opts.noise == "pool" and n <= POOL_SIZE:
         u = _pool(dy.dtype, gen).window(n, gen)
-    else:
+    if u is None and not in_kernel:
         u = torch.rand(n, generator=gen, dtype=dy.dtype)
-    std = opts.mode == "std"
-    s_std = torch.tensor(opts.scale if std else 0.0, dtype=torch.float64)
-    s_max = torch.tensor(0.0 if std else opts.scale, dtype=torch.float64)
-    try:  # detached: not views, so that dynamo guards on neither their bases nor their shapes
+    width = dy.shape[-1] if rows else 0
+    if native:
+        out, nnz, zero_rows, _ = fn(d.contiguous(), None if u is None else u.contiguous(), seed,
+                                    opts.scale, opts.mode == "std", width)
+    else:
+        out, nnz, zero_rows = _run_compiled(fn, d, u, opts, width)
+        if out is None:
+            return None
+    if stats is not None:
+        stats._grad_nnz = nnz
+        stats._grad_numel = n
         if rows:
-            width = dy.shape[-1]
-            out, nnz, zero_rows = fn(d.view(-1, width).detach(), u.view(-1, width).detach(),
-                                     s_std, s_max)
-        else:
-            out, nnz = fn(d.detach(), u.detach(), s_std, s_max)
+            stats._zero_rows = int(zero_rows) / (n // width)
+    return unflat(out.view(-1))
+
+
+def _philox_seed(generator: torch.Generator | None) -> int:
+    """A Philox key for one call, drawn from ``generator`` (the default one when None), so
+    that seeding torch seeds the stream."""
+    device = generator.device if generator is not None else "cpu"
+    return int(torch.randint(0, 1 << 62, (), generator=generator, device=device))
+
+
+def _philox(n: int, dtype: torch.dtype, generator: torch.Generator | None,
+            device: torch.device) -> Tensor | None:
+    """``noise='philox'`` outside the native kernel: the same stream, made by the kernel's
+    library; None (fresh torch noise then, one warning) where it cannot be built."""
+    u = dither_native.philox_uniform(n, _philox_seed(generator))
+    if u is None:
+        _warn_native("noise='philox'", "fresh torch noise")
+        return None
+    return u.to(device=device, dtype=dtype)
+
+
+def _warn_native(what: str, instead: str) -> None:
+    if not _NATIVE_WARNED:
+        _NATIVE_WARNED.append(True)
+        warnings.warn(f"dither {what} needs dgsamp's C++ kernel, which could not be built "
+                      f"({dither_native.build_error()}); using {instead} instead",
+                      RuntimeWarning, stacklevel=4)
+
+
+def _native_kernel():
+    """dither_native's kernel, built on first use; None (one warning) where it cannot be."""
+    fn = dither_native.kernel()
+    if fn is None:
+        _warn_native("quantizer='native'", "the eager quantizer")
+    return fn
+
+
+_NATIVE_WARNED: list[bool] = []  # one warning per process
+
+
+def _run_compiled(fn, d: Tensor, u: Tensor, opts: DitherOptions, width: int):
+    """(δ̃, nnz, zero rows) from the compiled graph; (None, None, None) once compiling failed."""
+    scale = torch.tensor(opts.scale, dtype=torch.float64)
+    try:  # detached: not views, so that dynamo guards on neither their bases nor their shapes
+        if width:
+            return fn(d.view(-1, width).detach(), u.view(-1, width).detach(), scale, opts.mode)
+        out, nnz = fn(d.detach(), u.detach(), scale, opts.mode)
+        return out, nnz, None
     except Exception as err:  # noqa: BLE001  (any compile failure: fall back, say why)
         _COMPILED["failed"] = True
         first = str(err).splitlines()[0] if str(err) else ""
         warnings.warn(f"dither quantizer='compiled' could not be compiled ({type(err).__name__}: "
                       f"{first}); using the eager quantizer instead", RuntimeWarning,
-                      stacklevel=2)
-        return None
-    if stats is not None:
-        stats._grad_nnz = nnz
-        stats._grad_numel = n
-        if rows:
-            stats._zero_rows = int(zero_rows) / (n // dy.shape[-1])
-    return unflat(out.view(-1))
+                      stacklevel=4)
+        return None, None, None
 
 
 def dither_quantize(
@@ -427,6 +479,10 @@ def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | Non
         u = _pool(dy.dtype, generator).window(dy.numel(), generator).view(dy.shape)
         out = torch.empty_like(dy)  # dy's memory format (channels_last stays so)
         return torch.addcmul(u, dy, delta.reciprocal(), out=out).floor_(), delta
+    u = _philox(dy.numel(), dy.dtype, generator, dy.device) if noise == "philox" else None
+    if u is not None:
+        out = torch.empty_like(dy)
+        return torch.addcmul(u.view(dy.shape), dy, delta.reciprocal(), out=out).floor_(), delta
     if generator is None:
         u = torch.rand_like(dy)
     else:
@@ -446,8 +502,8 @@ def dither(
 
 
 def _dither(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool = False) -> Tensor:
-    if opts.quantizer == "compiled":
-        out = _dither_compiled(dy, opts, stats, rows)
+    if opts.quantizer != "eager":
+        out = _dither_fused(dy, opts, stats, rows)
         if out is not None:
             return out
     q, delta = _codes(dy, opts.scale, opts.mode, opts.generator, opts.noise)

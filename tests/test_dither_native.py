@@ -1,0 +1,183 @@
+"""quantizer='native' (dgsamp.methods.dither_native's C++ kernel) and noise='philox'."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from dgsamp.methods import dither_native
+from dgsamp.methods.dither import DitherLinear, DitherOptions, dither, dither_grad
+
+dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built():
+    """Every test here needs the kernel; a build failure is an error, never a skip."""
+    assert dither_native.kernel() is not None, dither_native.build_error()
+
+
+# Random123's known-answer vectors for philox4x32-10 (kat_vectors: counter, key, result)
+PHILOX_KAT = [
+    ([0, 0, 0, 0], [0, 0], [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]),
+    ([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2, [0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]),
+    ([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0],
+     [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]),
+]
+
+
+@pytest.mark.parametrize("counter,key,expected", PHILOX_KAT)
+def test_philox_matches_the_random123_known_answers(counter, key, expected):
+    assert dither_native.philox_block(counter, key) == expected
+
+
+def test_philox_uniforms_follow_the_documented_layout_and_are_uniform():
+    """Element t*1024 + w*256 + j is word w of block t*256 + j, top 24 bits / 2^24."""
+    seed = (7 << 32) | 3  # key words (3, 7)
+    u = dither_native.philox_uniform(3000, seed)
+    for i in (0, 1, 255, 256, 1023, 1024, 2999):
+        t, rem = divmod(i, 1024)
+        w, j = divmod(rem, 256)
+        word = dither_native.philox_block([t * 256 + j, 0, 0, 0], [3, 7])[w]
+        assert u[i].item() == (word >> 8) / 2 ** 24
+    big = dither_native.philox_uniform(200_000, 11).double()
+    assert 0.0 <= big.min() and big.max() < 1.0
+    assert abs(big.mean().item() - 0.5) < 5 * (1 / 12 / big.numel()) ** 0.5
+    assert abs(big.var().item() - 1 / 12) < 1e-3
+    # a prefix of a longer stream: the noise of an element never depends on the length
+    torch.testing.assert_close(dither_native.philox_uniform(1500, 11), big[:1500].float())
+    assert not torch.equal(dither_native.philox_uniform(100, 12), big[:100].float())
+
+
+def _pair(dy, quantizer, **kw):
+    a = dither(dy, generator=torch.Generator().manual_seed(11), quantizer="eager", **kw)
+    b = dither(dy, generator=torch.Generator().manual_seed(11), quantizer=quantizer, **kw)
+    return a, b
+
+
+@pytest.mark.parametrize("noise", ["fresh", "pool", "philox"])
+@pytest.mark.parametrize("mode", ["std", "max"])
+@pytest.mark.parametrize("n", [240, 70_001, 300_000])  # one stats chunk, several, a tail
+def test_native_quantizer_gives_the_eager_quantizers_dither_on_the_same_noise(noise, mode, n):
+    """Same generator state → the same noise (philox: drawn in the kernel, from the same
+    stream the eager path reads); Δ agrees to float rounding (float64 sums against eager's
+    float32 ones), so the codes agree except within rounding of an integer."""
+    dy = torch.randn(n, generator=torch.Generator().manual_seed(4)) * 1e-3
+    a, b = _pair(dy, "native", noise=noise, mode=mode, scale=2.0)
+    delta_a, delta_b = a[a != 0].abs().min(), b[b != 0].abs().min()
+    torch.testing.assert_close(delta_b, delta_a, rtol=1e-5, atol=0)
+    codes_a, codes_b = (a / delta_a).round(), (b / delta_b).round()
+    assert (codes_a == codes_b).double().mean() > 0.999
+    assert (codes_a - codes_b).abs().max() <= 1
+
+
+def test_native_step_is_the_float64_formula_and_ignores_the_thread_count():
+    dy = torch.randn(200_000, generator=torch.Generator().manual_seed(0)) * 3e-4 + 1e-5
+    fn = dither_native.kernel()
+    u = torch.rand(dy.numel(), generator=torch.Generator().manual_seed(1))
+    d64 = dy.double()
+    for mode, scale, want in (("std", 4.0, 4.0 * d64.std()), ("max", 0.5, 0.5 * d64.abs().max()),
+                              ("std", 1e-9, d64.abs().max() / 127)):
+        _, _, _, delta = fn(dy, u, 0, scale, mode == "std", 0)
+        assert delta == pytest.approx(float(want), rel=1e-6)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = fn(dy, None, 5, 2.0, True, 100)
+        torch.set_num_threads(2)
+        two = fn(dy, None, 5, 2.0, True, 100)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], two[0]) and one[1:] == two[1:]
+
+
+def test_native_step_edge_cases_match_eager():
+    """All zeros → Δ = 1 (δ̃ = 0); a NaN or an infinity → Δ = 1 as in eager, NaN stays."""
+    fn = dither_native.kernel()
+    u = torch.full((8,), 0.5)
+    out, nnz, _, delta = fn(torch.zeros(8), u, 0, 2.0, True, 0)
+    assert delta == 1.0 and nnz == 0 and not out.any()
+    for bad in (float("nan"), float("inf")):
+        d = torch.ones(8)
+        d[3] = bad
+        eager = dither_mod._step(d, 2.0, "std").item()
+        _, _, _, delta = fn(d, u, 0, 2.0, True, 0)
+        assert delta == eager == 1.0
+    d = torch.ones(8)
+    d[3] = float("nan")
+    assert torch.isnan(fn(d, u, 0, 2.0, False, 0)[0][3])
+
+
+def test_native_quantizer_is_unbiased_and_zero_fraction_matches():
+    d = torch.linspace(-1, 1, 32) * 1e-3
+    draws = 20000
+    rep = d.repeat(draws, 1)
+    dt = dither(rep, scale=2.0, generator=torch.Generator().manual_seed(1), noise="philox",
+                quantizer="native")
+    delta = 2.0 * rep.double().std()
+    tol = 5 * (delta / 2) / draws ** 0.5
+    assert (dt.double().mean(0) - d.double()).abs().max() < tol
+    p_zero = (dt == 0).double().mean(0)
+    expected = (1 - d.double().abs() / delta).clamp(min=0)
+    assert (p_zero - expected).abs().max() < 5 * (0.25 / draws) ** 0.5
+
+
+def test_native_quantizer_keeps_channels_last_and_records_density_and_zero_rows():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(4, 3, 10, 10).to(memory_format=torch.channels_last)
+    seen = {}
+    y = conv(x)
+    st = type("Stats", (), {})()
+    dither_grad(y, generator=torch.Generator().manual_seed(2), stats=st, noise="philox",
+                quantizer="native")
+    y.register_hook(lambda g: seen.setdefault("out", g))
+    y.pow(2).sum().backward()
+    out = seen["out"]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert st._grad_nnz == int((out != 0).sum()) and st._grad_numel == out.numel()
+    assert 0.8 < 1 - st._grad_nnz / out.numel() < 0.97
+
+    torch.manual_seed(0)
+    lin = DitherLinear(16, 4)
+    lin._sparse_init(quantizer="native", noise="pool", scale=30.0, sparse_kernel=False)
+    out = lin(torch.randn(50, 16))
+    out.register_hook(lambda g: seen.setdefault("lin", g))  # after the dither hook: δ̃
+    (out * torch.randn(50, 4)).sum().backward()
+    zero_rows = 1 - (seen["lin"] != 0).any(1).double().mean()
+    assert lin._zero_rows == pytest.approx(float(zero_rows)) and lin._zero_rows > 0.5
+
+
+def test_native_quantizer_and_philox_noise_fall_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
+    monkeypatch.setattr(dither_mod, "_NATIVE_WARNED", [])
+    dy = torch.randn(100)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*eager quantizer"):
+        out = dither(dy, quantizer="native")
+    codes = out / out[out != 0].abs().min()
+    torch.testing.assert_close(codes, codes.round())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: quiet from now on
+        dither(dy, quantizer="native", noise="philox")  # fresh torch noise instead
+    with pytest.raises(RuntimeError, match="could not be built"):
+        dither_native.philox_block([0, 0, 0, 0], [0, 0])
+    with pytest.raises(ValueError, match="noise"):
+        DitherOptions(noise="philox10")
+
+
+def test_native_kernel_rejects_what_it_cannot_read():
+    fn = dither_native.kernel()
+    with pytest.raises(RuntimeError, match="contiguous 1-d"):
+        fn(torch.randn(4, 4), None, 0, 1.0, True, 0)
+    with pytest.raises(RuntimeError, match="as long as d"):
+        fn(torch.randn(8), torch.rand(7), 0, 1.0, True, 0)
+    with pytest.raises(RuntimeError, match="width"):
+        fn(torch.randn(8), None, 0, 1.0, True, 3)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        fn(torch.randn(8).half(), None, 0, 1.0, True, 0)
+    # the quantizer itself sends other dtypes to eager
+    dy = torch.randn(64, dtype=torch.bfloat16)
+    assert dither(dy, quantizer="native").dtype == torch.bfloat16
