@@ -172,9 +172,9 @@ def test_dither_records_density_and_sparsity(tmp_path):
         assert r["hub_sparsity"] > 0.7
 
 
-def test_dither_fast_preset_trains_with_the_compiled_quantizer(tmp_path):
+def test_dither_fast_preset_trains_with_the_native_quantizer(tmp_path):
     """configs/_base_/methods/dither_fast.py: its options reach every dithered layer, and the
-    compiled quantizer gives the same ~90% zeros in a real Runner."""
+    native quantizer with Philox noise gives the same ~90% zeros in a real Runner."""
     from mmengine.config import Config
 
     from dgsamp.engine.presets import method_path
@@ -184,7 +184,7 @@ def test_dither_fast_preset_trains_with_the_compiled_quantizer(tmp_path):
     _, probe = _run(tmp_path, dict(hook, exclude="head"))
     for r in probe.rows[1:]:
         assert all(0.0 < d < 0.3 for d in r["density"].values())
-    assert {(o.noise, o.quantizer) for o in probe.options} == {("pool", "compiled")}
+    assert {(o.noise, o.quantizer) for o in probe.options} == {("philox", "native")}
 
 
 def test_together_with_gradsamp(tmp_path):

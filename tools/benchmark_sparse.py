@@ -5,8 +5,9 @@
 Per layer (ResNet-18 and ResNet-50 conv shapes, ConvNeXt-atto depthwise shapes, ViT-S linear
 shapes) and per train step (timm resnet18, convnext_atto, vit_tiny_patch16_224 at 224 px and at
 digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither (s
-= 8; ``dither_pool``: pooled noise, ``dither_compiled`` / ``dither_native``: pooled noise and
-the compiled quantizer / the C++ kernel, next to the default ``dither``). Layers also get a
+= 8; ``dither_pool``: pooled noise, ``dither_compiled``: pooled noise and the compiled
+quantizer, ``dither_native``: the C++ kernel with its Philox noise; next to the default
+``dither``). Layers also get a
 masked-dY variant (top-k channels kept by zeroing dY: the full-size kernels still run), for
 linear layers the CSR sparse-kernel dither path, for depthwise convs the sliced backward
 (``ssprop0.5_sliced``) beside what a patched layer does (``ssprop0.5``: sliced or dense backward as
@@ -228,7 +229,7 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
         F.conv2d(x, w, None, s, pad, 1, groups), stats=fused, noise="pool", quantizer="compiled")
     native = _Stats()
     variants["dither_native"] = lambda: dither_grad(
-        F.conv2d(x, w, None, s, pad, 1, groups), stats=native, noise="pool", quantizer="native")
+        F.conv2d(x, w, None, s, pad, 1, groups), stats=native, noise="philox", quantizer="native")
     return _bench_layer_variants(variants, (x, w), rounds, device,
                                  {"dither": stats.density, "dither_pool": pooled.density,
                                   "dither_compiled": fused.density,
@@ -250,7 +251,7 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
     pool = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool")
     fused = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool",
                      quantizer="compiled")
-    native = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool",
+    native = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="philox",
                       quantizer="native")
     variants = {
         "dense": lambda: F.linear(x, w),
@@ -351,7 +352,7 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
                 "dither_pool": ("dither", {"scale": 8.0, "noise": "pool"}),
                 "dither_compiled": ("dither", {"scale": 8.0, "noise": "pool",
                                                "quantizer": "compiled"}),
-                "dither_native": ("dither", {"scale": 8.0, "noise": "pool",
+                "dither_native": ("dither", {"scale": 8.0, "noise": "philox",
                                              "quantizer": "native"})}
     if name.startswith("convnext"):
         variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
@@ -546,8 +547,8 @@ def write_markdown(result, path):
         for v, what in (("dither_pool", "pooled noise (`noise='pool'`)"),
                         ("dither_compiled", "pooled noise and the compiled quantizer "
                                             "(`quantizer='compiled'`)"),
-                        ("dither_native", "pooled noise and the native kernel "
-                                          "(`quantizer='native'`)")):
+                        ("dither_native", "Philox noise in the native kernel "
+                                          "(`noise='philox', quantizer='native'`)")):
             if f"{v}_step_overhead_median" in s:
                 lines[-1] += (f" With {what}: overhead median "
                               f"{100 * s[f'{v}_step_overhead_median']:+.1f}%, slowest step "
