@@ -348,12 +348,13 @@ def test_compiled_quantizer_gives_the_eager_quantizers_dither_on_the_same_noise(
     torch.testing.assert_close(b, a, atol=1.01 * float(delta_a), rtol=0)
 
 
-def test_compiled_quantizer_is_unbiased_and_zero_fraction_matches():
+@pytest.mark.parametrize("noise,quantizer", [("pool", "compiled"), ("philox", "native")])
+def test_fused_quantizers_are_unbiased_and_zero_fraction_matches(noise, quantizer):
     d = _fixed_delta(32, torch.float32)
     draws = 20000
     rep = d.repeat(draws, 1)
-    dt = dither(rep, scale=2.0, generator=torch.Generator().manual_seed(1), noise="pool",
-                quantizer="compiled")
+    dt = dither(rep, scale=2.0, generator=torch.Generator().manual_seed(1), noise=noise,
+                quantizer=quantizer)
     delta = 2.0 * rep.double().std()
     tol = 5 * (delta / 2) / draws ** 0.5
     assert (dt.double().mean(0) - d.double()).abs().max() < tol
@@ -362,7 +363,8 @@ def test_compiled_quantizer_is_unbiased_and_zero_fraction_matches():
     assert (p_zero - expected).abs().max() < 5 * (0.25 / draws) ** 0.5
 
 
-def test_compiled_quantizer_keeps_channels_last_and_records_density_and_zero_rows():
+@pytest.mark.parametrize("noise,quantizer", [("pool", "compiled"), ("philox", "native")])
+def test_fused_quantizers_keep_channels_last_and_record_density_and_zero_rows(noise, quantizer):
     conv = nn.Conv2d(3, 8, 3, padding=1)
     x = torch.randn(4, 3, 10, 10).to(memory_format=torch.channels_last)
     seen = {}
@@ -373,8 +375,8 @@ def test_compiled_quantizer_keeps_channels_last_and_records_density_and_zero_row
         pass
 
     st = Stats()
-    dither_grad(y, generator=torch.Generator().manual_seed(2), stats=st, noise="pool",
-                quantizer="compiled")
+    dither_grad(y, generator=torch.Generator().manual_seed(2), stats=st, noise=noise,
+                quantizer=quantizer)
     y.register_hook(lambda g: seen.setdefault("out", g))
     y.pow(2).sum().backward()
     out = seen["out"]
@@ -385,7 +387,7 @@ def test_compiled_quantizer_keeps_channels_last_and_records_density_and_zero_row
     # a DitherLinear's hook path records the all-zero rows as the eager quantizer does
     torch.manual_seed(0)
     lin = DitherLinear(16, 4)
-    lin._sparse_init(quantizer="compiled", scale=30.0, sparse_kernel=False)
+    lin._sparse_init(quantizer=quantizer, noise=noise, scale=30.0, sparse_kernel=False)
     out = lin(torch.randn(50, 16))
     out.register_hook(lambda g: seen.setdefault("lin", g))  # after the dither hook: δ̃
     (out * torch.randn(50, 4)).sum().backward()

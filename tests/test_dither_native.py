@@ -7,10 +7,9 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 
 from dgsamp.methods import dither_native
-from dgsamp.methods.dither import DitherLinear, DitherOptions, dither, dither_grad
+from dgsamp.methods.dither import DitherOptions, dither
 
 dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
 
@@ -112,43 +111,8 @@ def test_native_step_edge_cases_match_eager():
     assert torch.isnan(fn(d, u, 0, 2.0, False, 0)[0][3])
 
 
-def test_native_quantizer_is_unbiased_and_zero_fraction_matches():
-    d = torch.linspace(-1, 1, 32) * 1e-3
-    draws = 20000
-    rep = d.repeat(draws, 1)
-    dt = dither(rep, scale=2.0, generator=torch.Generator().manual_seed(1), noise="philox",
-                quantizer="native")
-    delta = 2.0 * rep.double().std()
-    tol = 5 * (delta / 2) / draws ** 0.5
-    assert (dt.double().mean(0) - d.double()).abs().max() < tol
-    p_zero = (dt == 0).double().mean(0)
-    expected = (1 - d.double().abs() / delta).clamp(min=0)
-    assert (p_zero - expected).abs().max() < 5 * (0.25 / draws) ** 0.5
-
-
-def test_native_quantizer_keeps_channels_last_and_records_density_and_zero_rows():
-    conv = nn.Conv2d(3, 8, 3, padding=1)
-    x = torch.randn(4, 3, 10, 10).to(memory_format=torch.channels_last)
-    seen = {}
-    y = conv(x)
-    st = type("Stats", (), {})()
-    dither_grad(y, generator=torch.Generator().manual_seed(2), stats=st, noise="philox",
-                quantizer="native")
-    y.register_hook(lambda g: seen.setdefault("out", g))
-    y.pow(2).sum().backward()
-    out = seen["out"]
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    assert st._grad_nnz == int((out != 0).sum()) and st._grad_numel == out.numel()
-    assert 0.8 < 1 - st._grad_nnz / out.numel() < 0.97
-
-    torch.manual_seed(0)
-    lin = DitherLinear(16, 4)
-    lin._sparse_init(quantizer="native", noise="pool", scale=30.0, sparse_kernel=False)
-    out = lin(torch.randn(50, 16))
-    out.register_hook(lambda g: seen.setdefault("lin", g))  # after the dither hook: δ̃
-    (out * torch.randn(50, 4)).sum().backward()
-    zero_rows = 1 - (seen["lin"] != 0).any(1).double().mean()
-    assert lin._zero_rows == pytest.approx(float(zero_rows)) and lin._zero_rows > 0.5
+# unbiasedness, zero probabilities, channels-last and the recorded counts: tests/test_dither.py
+# runs those for every fused quantizer (test_fused_quantizers_*)
 
 
 def test_native_quantizer_and_philox_noise_fall_back_with_one_warning(monkeypatch):
