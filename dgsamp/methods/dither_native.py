@@ -1,26 +1,34 @@
-"""The dither quantizer as one small C++ kernel (``quantizer='native'`` in :mod:`.dither`).
+"""The dither quantizer as one small C++ kernel (``quantizer='native'`` in :mod:`.dither`), and
+the Philox noise of ``noise='philox'``.
 
 Why a kernel of our own: on a CPU the eager quantizer is ~15 tensor ops and ~7 memory passes,
 and the ``torch.compile``d one still costs ~90 µs per call before it touches an element
 (~40 µs the graph, ~45 µs dynamo's guards and the Python around them), which is most of its
-cost on small layers: ViT-tiny at 32 px spends 39% of a dense step in it, 49 layers of
-~290 µs. This kernel is one Python call and two passes over δ:
+cost on small layers: ViT-tiny at 32 px spent 39% of a dense step in it, 49 layers of
+~290 µs. This kernel is one Python call (~9 µs on a 15K-element δ) and two passes over δ:
 
 1. min, max, Σδ and Σδ² in float64, over fixed 64K-element chunks combined in order, so Δ is
    the same for any thread count;
-2. q = floor(δ·(1/Δ) + u), δ̃ = Δ·q, and the counts the layers report (nonzeros; for linear
-   layers also the all-zero token rows) in the same loop.
+2. q = floor(δ·(1/Δ) + u), δ̃ = Δ·q and the nonzero count in one vectorised loop; for linear
+   layers the all-zero token rows from a pass that stops at each row's first nonzero.
 
-Δ is :func:`.dither._step`'s formula (max(scale·std, max|δ|/127), or scale·max|δ| in mode
-'max'; 1 where that is 0), summed in float64 where eager sums in float32, so Δ agrees with
-the eager quantizer to float rounding and δ̃ is the same grid value on the same noise except
-where δ/Δ + u lies within rounding of an integer. The noise u is the caller's (fresh or pool):
-the kernel changes how δ̃ is computed, never its distribution.
+Δ is :func:`.dither._step`'s formula (max(scale·std, max|δ|/127), or max(scale·max|δ|,
+max|δ|/127) in mode 'max'; 1 where that is not > 0), summed in float64 where eager sums in
+float32, so Δ agrees with the eager quantizer to float rounding and δ̃ is the same grid value
+on the same noise except where δ/Δ + u lies within rounding of an integer.
+
+The noise u is the caller's (fresh or pool), or, with ``u=None``, Philox4x32-10 (Salmon et al.
+2011, the generator of cuRAND and of torch on CUDA; Random123's known-answer vectors are in
+the tests) keyed by a 64-bit seed the caller draws from its torch generator per call: every
+element gets its own counter, so the numbers are fresh (none reused, unlike the pool) and
+cost ~1.2 ns each here against ~4-5 ns for ``torch.rand``. :func:`philox_uniform` gives the
+same stream to the eager path. Either way the kernel changes how δ̃ is computed, never its
+distribution.
 
 Built on first use with the compiler PyTorch's C++ extensions use (``torch.utils.cpp_extension``,
-ninja; cached under ``~/.cache/torch_extensions``, a few seconds once per machine); where that
-fails :func:`kernel` returns None and the caller falls back to the eager quantizer with one
-warning. float32 and float64 only (the caller checks).
+ninja; cached under ``~/.cache/torch_extensions``, 40-70 s once per machine on this 2-core
+CPU); where that fails :func:`kernel` returns None and the caller falls back to the eager
+quantizer and fresh torch noise with one warning. float32 and float64 only (the caller checks).
 """
 
 from __future__ import annotations
