@@ -324,6 +324,9 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str, train) -> None:
     """One DDP rank: ``train(ddp_model, work_dir)`` on the toy model; its dict saved."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    import faulthandler
+
+    faulthandler.enable()  # an abort in gloo's C++ prints this rank's Python stack
     torch.set_num_threads(1)
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
@@ -332,6 +335,9 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str, train) -> None:
     torch.manual_seed(0)
     model = MMDistributedDataParallel(module=ToyModel(), broadcast_buffers=False)
     torch.save(train(model, osp.join(out_dir, f"rank{rank}")), osp.join(out_dir, f"rank{rank}.pt"))
+    # Only rank 0 writes checkpoints, so the ranks finish at different times; without this
+    # barrier the first to tear down closes sockets the other still holds, and gloo aborts.
+    dist.barrier()
     dist.destroy_process_group()
 
 
