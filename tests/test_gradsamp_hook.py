@@ -336,7 +336,8 @@ def _rank_main(rank: int, world: int, port: int, out_dir: str, train) -> None:
     model = MMDistributedDataParallel(module=ToyModel(), broadcast_buffers=False)
     torch.save(train(model, osp.join(out_dir, f"rank{rank}")), osp.join(out_dir, f"rank{rank}.pt"))
     # Only rank 0 writes checkpoints, so the ranks finish at different times; without this
-    # barrier the first to tear down closes sockets the other still holds, and gloo aborts.
+    # barrier the first to tear down closes sockets the other still holds, which gloo can
+    # answer with an abort (the likely cause of one CI SIGABRT; not reproduced here).
     dist.barrier()
     dist.destroy_process_group()
 

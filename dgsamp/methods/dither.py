@@ -70,7 +70,7 @@ passes. On a 15K-element δ the kernel takes ~9 µs and the whole quantizer call
 against 219 µs for the compiled one in the same run (its guards and wrappers cost ~90 µs
 before any element is touched), which is what dominates small layers. ``noise='philox'``
 draws ν from a Philox4x32-10 stream keyed by one number drawn from the generator per call:
-fresh numbers (none reused, unlike the pool) made inside the native kernel, 3.3-4.4x cheaper
+fresh numbers (none reused, unlike the pool) made inside the native kernel, 3.4-4.6x cheaper
 than torch's CPU generator (2.5 ms against 8.4-11.5 ms per 2M numbers); the eager and
 compiled quantizers read the same stream, so every quantizer gives the same δ̃ for a given
 generator state. Where the kernel cannot be built: one warning, then the eager quantizer and
