@@ -166,3 +166,54 @@ def test_colored_digits_colour_agrees_with_the_label_as_named():
     for dom, agree in zip(colored_digits(image_size=12), (0.9, 0.8, 0.1), strict=True):
         colour = dom.images.sum((2, 3)).argmax(1)
         assert abs(float((colour == dom.labels).float().mean()) - agree) < 0.05, dom.name
+
+
+# --- training augmentation (dgsamp.datasets.transforms) ---------------------------------------
+
+_JITTER = [dict(type="ColorJitter", brightness=0.5, contrast=0.5)]
+
+
+def test_transforms_run_between_reading_and_normalising(tmp_path):
+    """ColorJitter assumes [0, 1] images: on a folder domain it must see the read image and the
+    ImageNet normalisation must come after it, exactly once."""
+    _make_tree(tmp_path)
+    plain = DomainFolders(data_root=str(tmp_path), test_domains=["b"], image_size=8)
+    identity = DomainFolders(data_root=str(tmp_path), test_domains=["b"], image_size=8,
+                             transforms=[dict(type="Lambda", lambd=lambda x: x)])
+    seen = []
+    spy = DomainFolders(data_root=str(tmp_path), test_domains=["b"], image_size=8,
+                        transforms=[dict(type="Lambda", lambd=lambda x: seen.append(x) or x)])
+    torch.testing.assert_close(identity[0]["inputs"], plain[0]["inputs"])
+    spy[0]
+    assert 0.0 <= float(seen[0].min()) and float(seen[0].max()) <= 1.0
+    assert float(plain[0]["inputs"].min()) < 0.0  # the loader's output is normalised
+
+
+def test_transforms_are_seeded_by_torch_and_change_the_image():
+    ds = RotatedDigits(test_domains=["75"], part="train", image_size=8, transforms=_JITTER)
+    plain = RotatedDigits(test_domains=["75"], part="train", image_size=8)
+    torch.manual_seed(0)
+    a = ds[3]["inputs"]
+    torch.manual_seed(0)
+    b = ds[3]["inputs"]
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(ds[3]["inputs"], a)  # a new draw
+    assert not torch.equal(a, plain[3]["inputs"])
+    assert ds[3]["data_samples"] == plain[3]["data_samples"]
+
+
+def test_transforms_only_where_configured():
+    ev = RotatedDigits(test_domains=["75"], part="eval", image_size=8)
+    assert ev.transform is None
+    assert torch.equal(ev[0]["inputs"], ev[0]["inputs"])
+
+
+@pytest.mark.parametrize("specs, match", [
+    ([dict(type="ColourJitter")], "unknown transform 'ColourJitter'.*'ColorJitter'"),
+    ([dict(type="RandomGrayscale", prob=0.1)], r"RandomGrayscale.*Fix: pass the arguments"),
+    ([dict(p=0.1)], r"transforms\[0\].*'type' key"),
+    (dict(type="RandomGrayscale"), "wrap it in a list"),
+])
+def test_bad_transforms_are_named_before_any_data_is_read(specs, match):
+    with pytest.raises(ValueError, match=match):
+        RotatedDigits(test_domains=["75"], image_size=8, transforms=specs)

@@ -30,8 +30,8 @@ def _check_kwargs(cls: type, kwargs: dict) -> None:
             close = difflib.get_close_matches(key, sorted(accepted), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"{cls.__name__} got an unknown argument {key!r}.{hint} Fix: use "
-                             f"test_domains, part, holdout_fraction, split_seed or one of "
-                             f"{sorted(accepted)}.")
+                             f"test_domains, part, holdout_fraction, split_seed, transforms or "
+                             f"one of {sorted(accepted)}.")
 
 
 class DGBenchmark(DomainSplitDataset):
@@ -42,7 +42,8 @@ class DGBenchmark(DomainSplitDataset):
     classes: Sequence[str] | None = None
 
     def __init__(self, test_domains: Sequence[str | int] = (), part: str = "train",
-                 holdout_fraction: float = 0.2, split_seed: int = 0, **domain_kwargs):
+                 holdout_fraction: float = 0.2, split_seed: int = 0,
+                 transforms: Sequence[dict] | None = None, **domain_kwargs):
         if part not in PARTS:
             raise ValueError(f"part={part!r}: choose one of {PARTS}.")
         _check_kwargs(type(self), domain_kwargs)
@@ -61,7 +62,7 @@ class DGBenchmark(DomainSplitDataset):
         else:
             use, split = names, {**{n: "heldout" for n in train}, **{n: "all" for n in test}}
         super().__init__(domains, use, split, holdout_fraction, split_seed,
-                         classes=classes, test_domains=test)
+                         classes=classes, test_domains=test, transforms=transforms)
 
 
 @DATASETS.register_module()

@@ -30,7 +30,8 @@ def _layout_hint(root: Path, domains: Sequence[str]) -> str:
 
 
 class FolderDomain(Domain):
-    """A domain whose images are files, loaded (resized, normalised) when indexed."""
+    """A domain whose images are files, read (resized to [0, 1]) when indexed, then normalised
+    with the ImageNet statistics."""
 
     def __init__(self, name: str, files: list[Path], labels: torch.Tensor, image_size: int,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
@@ -39,7 +40,7 @@ class FolderDomain(Domain):
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
 
-    def load(self, i: int) -> torch.Tensor:
+    def read(self, i: int) -> torch.Tensor:
         path = self.files[i]
         try:
             with Image.open(path) as im:
@@ -48,7 +49,9 @@ class FolderDomain(Domain):
         except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"Cannot read image {path} ({e}). Fix: replace or delete the "
                              f"corrupt file.") from e
-        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .transforms import build_transforms
+
 SPLITS = ("train", "heldout", "all")
 
 
@@ -22,7 +24,9 @@ SPLITS = ("train", "heldout", "all")
 class Domain:
     """One domain held in memory: images (N, C, H, W float tensor) and integer labels (N,).
 
-    Folder benchmarks subclass this and load images lazily in `load`.
+    Folder benchmarks subclass this and read images lazily in `read`. Reading and normalising
+    are separate steps so that training augmentation (`dgsamp.datasets.transforms`) runs on the
+    image in [0, 1], between the two.
     """
 
     name: str
@@ -32,9 +36,17 @@ class Domain:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def load(self, i: int) -> torch.Tensor:
-        """The i-th image as a float tensor (C, H, W)."""
+    def read(self, i: int) -> torch.Tensor:
+        """The i-th image as a float tensor (C, H, W), before normalisation."""
         return self.images[i]
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """What the model's input expects of a read image (embedded domains: as stored)."""
+        return x
+
+    def load(self, i: int) -> torch.Tensor:
+        """The i-th image, read and normalised: what a data loader hands the model."""
+        return self.normalize(self.read(i))
 
 
 def split_indices(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,12 +86,17 @@ class DomainSplitDataset(Dataset):
             ``{name: split}`` mixes them (e.g. training domains held out, test domain whole).
         holdout_fraction, split_seed: the seeded split (DomainBed: 0.2, trial seed).
         classes: class names, for metainfo.
+        transforms: augmentation specs (`dgsamp.datasets.transforms.build_transforms`) applied
+            to every item between reading and normalising; None (default) for none. Set them
+            on the training loader's data set only.
     """
 
     def __init__(self, domains: Sequence[Domain], use_domains: Sequence[str | int] | None = None,
                  split: str | dict[str, str] = "all", holdout_fraction: float = 0.2,
                  split_seed: int = 0, classes: Sequence[str] | None = None,
-                 test_domains: Sequence[str | int] = ()):
+                 test_domains: Sequence[str | int] = (),
+                 transforms: Sequence[dict] | None = None):
+        self.transform = build_transforms(transforms)
         names = [d.name for d in domains]
         self.domains = list(domains)
         self.domain_ids = resolve_domains(names, use_domains)
@@ -111,13 +128,20 @@ class DomainSplitDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         d, j = self._index[i]
         dom = self.domains[d]
-        return dict(inputs=dom.load(j), data_samples=dict(label=int(dom.labels[j]), domain=d))
+        return dict(inputs=self._image(dom, j),
+                    data_samples=dict(label=int(dom.labels[j]), domain=d))
+
+    def _image(self, dom: Domain, j: int) -> torch.Tensor:
+        if self.transform is None:
+            return dom.load(j)
+        return dom.normalize(self.transform(dom.read(j)))
 
     def unlabeled_item(self, i: int) -> dict:
         """Item ``i`` without its label (``label=-1``): the label is never read, so unlabeled
         target batches in domain adaptation cannot leak it."""
         d, j = self._index[i]
-        return dict(inputs=self.domains[d].load(j), data_samples=dict(label=-1, domain=d))
+        return dict(inputs=self._image(self.domains[d], j),
+                    data_samples=dict(label=-1, domain=d))
 
     @property
     def item_domains(self) -> torch.Tensor:
