@@ -14,6 +14,7 @@ from conftest import ROOT
 from dgsamp.evaluation.model_selection import (
     build_tables,
     find_runs,
+    picks_markdown,
     select,
     to_csv,
     to_latex,
@@ -291,3 +292,14 @@ def test_swad_runs_are_their_own_row_and_report_the_averaged_model(tmp_path):
         chosen = select(runs, selection)
         assert chosen[("Toy", "ERM+SWAD", "A", 0)].test == 63.0, selection  # the last one
     assert select(runs, "train_domain")[("Toy", "ERM", "A", 0)].test == 62.0  # best validation
+
+
+def test_picks_list_each_selections_draw_and_step_and_count_agreement(tmp_path):
+    _toy_sweep(tmp_path)
+    runs = find_runs([str(tmp_path)])
+    md = picks_markdown(runs, ["train_domain", "loo"])
+    # seed 1, test domain B: training-domain validation picks draw 1's last step (test
+    # 40 + 3 + 1 + 1), LOO draw 1's first step (its pair runs score earliest best: 43)
+    assert "| Toy | ERM | B | 1 | 1/3 (45.0) | 1/1 (43.0) |" in md
+    assert "pick the same draw and step on 0 of 6 cells both have." in md
+    assert "same draw and step on 6 of 6" in picks_markdown(runs, ["oracle", "train_domain"])

@@ -7,8 +7,10 @@ Below each table, every algorithm against the baseline (ERM): the paired differe
 (test domain, trial seed) cells both have, mean ± SE (`dgsamp.evaluation.stats`), and whether
 it beats or loses to the baseline by more than that SE.
 Markdown goes to stdout; ``--latex FILE`` and ``--csv FILE`` write the other formats;
-``--export DIR`` copies each finished run's small result files (job.json, results.json,
-scalars.json) to DIR, so the tables can be regenerated from DIR, and a sweep continued, elsewhere.
+``--picks`` lists, per cell, the draw and validation step each selection picks (where they
+differ, model selection matters); ``--export DIR`` copies each finished run's small result
+files (job.json, results.json, scalars.json) to DIR, so the tables can be regenerated from DIR,
+and a sweep continued, elsewhere.
 See dgsamp/evaluation/model_selection.py for the selection rules.
 """
 
@@ -29,6 +31,7 @@ from dgsamp.evaluation.model_selection import (  # noqa: E402
     Run,
     build_tables,
     find_runs,
+    picks_markdown,
     select,
     to_csv,
     to_latex,
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--latex", help="also write LaTeX tables to this file")
     parser.add_argument("--csv", help="also write a CSV (one row per cell) to this file")
     parser.add_argument("--export", help="copy the finished runs' small result files here")
+    parser.add_argument("--picks", action="store_true",
+                        help="also list each cell's pick (draw/step, test %%) per selection")
     args = parser.parse_args(argv)
     runs = find_runs(args.dirs)
     if not runs:
@@ -120,6 +125,9 @@ def main(argv: list[str] | None = None) -> str:
                 blocks.append(to_markdown(t))
                 if t.dataset in versus:
                     blocks.append("\n".join(versus[t.dataset]))
+    if args.picks:
+        blocks.append("Which draw and validation step each selection picks:\n\n"
+                      + picks_markdown(runs, args.selection))
     text = "\n\n".join(blocks)
     print(f"{len(runs)} runs\n\n{text}")
     if args.latex:

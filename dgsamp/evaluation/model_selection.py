@@ -215,6 +215,31 @@ def select(runs: Iterable[Run], selection: str = "train_domain"
     return out
 
 
+def picks_markdown(runs: Sequence[Run], selections: Sequence[str]) -> str:
+    """Which draw and validation step each selection picks per (algorithm, test domain, seed),
+    with the pick's test accuracy, as a markdown table, and on how many cells the first two
+    selections pick the same (draw, step): where model selection matters, and by how much."""
+    chosen = [select(runs, s) for s in selections]
+    keys = sorted(set().union(*chosen))
+    lines = ["| data set | algorithm | test domain | seed | "
+             + " | ".join(f"{SELECTIONS[s]}: draw/step (test %)" for s in selections) + " |",
+             "|" + "---|" * (4 + len(selections))]
+    same = both = 0
+    for key in keys:
+        cells = []
+        for c in (ch.get(key) for ch in chosen):
+            cells.append("–" if c is None else f"{c.run.hparams}/{c.step} ({c.test:.1f})")
+        lines.append("| " + " | ".join([*map(str, key), *cells]) + " |")
+        if len(chosen) > 1 and key in chosen[0] and key in chosen[1]:
+            a, b = chosen[0][key], chosen[1][key]
+            both += 1
+            same += (a.run.hparams, a.step) == (b.run.hparams, b.step)
+    if len(chosen) > 1:
+        lines += ["", f"{SELECTIONS[selections[0]]} and {SELECTIONS[selections[1]]} pick the "
+                      f"same draw and step on {same} of {both} cells both have."]
+    return "\n".join(lines)
+
+
 # -- tables ---------------------------------------------------------------------------------
 @dataclass
 class Table:
