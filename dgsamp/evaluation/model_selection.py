@@ -78,14 +78,22 @@ def algorithm_label(cfg) -> str:
     return "+".join([cfg.model.type, *(HOOK_LABELS[h] for h in hooks if h in HOOK_LABELS)])
 
 
-def _job_from_config(work_dir: str) -> dict | None:
-    """Algorithm, data set, held-out domains and seed from the config mmengine dumped."""
-    dumped = sorted(glob.glob(osp.join(work_dir, "*", "vis_data", "config.py")))
-    if not dumped:
-        return None
+def run_config(work_dir: str):
+    """The config a finished run trained with: tools/sweep.py's ``config.py``, else the newest
+    one mmengine dumped under ``<timestamp>/vis_data/`` (tools/train.py); None if neither."""
     from mmengine.config import Config
 
-    cfg = Config.fromfile(dumped[-1])
+    dumped = sorted(glob.glob(osp.join(work_dir, "*", "vis_data", "config.py")))
+    sweep_config = osp.join(work_dir, "config.py")
+    path = sweep_config if osp.isfile(sweep_config) else (dumped[-1] if dumped else None)
+    return None if path is None else Config.fromfile(path)
+
+
+def _job_from_config(work_dir: str) -> dict | None:
+    """Algorithm, data set, held-out domains and seed from the config mmengine dumped."""
+    cfg = run_config(work_dir)
+    if cfg is None:
+        return None
     ds = cfg.val_dataloader.dataset
     return dict(algorithm=algorithm_label(cfg), dataset=ds.type,
                 held_out=list(ds.get("test_domains") or []),
