@@ -219,6 +219,20 @@ def test_a_failing_client_leaves_the_round_to_the_others(tmp_path):
     assert "client 1 lost its disk" in log
 
 
+def test_two_federations_in_one_second_keep_their_own_logs(tmp_path, monkeypatch):
+    """mmengine reuses a logger whose name (experiment + second) repeats: the server's name is
+    unique, so a second federation within the same second still writes its own log."""
+    import mmengine.runner.runner as runner_module
+
+    from dgsamp.federated.server import GlobalEvaluator
+
+    monkeypatch.setattr(runner_module.time, "strftime", lambda *a, **k: "20261206_000000")
+    first, second = (GlobalEvaluator(fl_config(tmp_path / name)) for name in ("a", "b"))
+    assert first.logger is not second.logger
+    for name in ("a", "b"):
+        assert list((tmp_path / name).glob("*/*.log")), name
+
+
 @HOOKS.register_module()
 class AlwaysFailHook(Hook):
     def before_train(self, runner):

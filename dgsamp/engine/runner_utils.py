@@ -4,9 +4,12 @@
   knows every registered wrapper, ours included).
 - `optim_wrappers`: the runner's optimizer wrappers as a list, whether the config built one
   `OptimWrapper` or an `OptimWrapperDict` (DA/DG algorithms with several optimizers do).
+- `unique_experiment_name`: a name no other Runner of this process has.
 """
 
 from __future__ import annotations
+
+import uuid
 
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
@@ -25,3 +28,11 @@ def optim_wrappers(optim_wrapper: OptimWrapper | OptimWrapperDict | None) -> lis
     if isinstance(optim_wrapper, OptimWrapperDict):
         return list(optim_wrapper.values())
     return [optim_wrapper]
+
+
+def unique_experiment_name(prefix: str) -> str:
+    """``prefix`` plus a random suffix. mmengine names a Runner's logger, visualizer and scope
+    ``<experiment_name>_<timestamp>`` at one-second resolution and hands back the existing
+    instance on a repeat, so two Runners of one process started within a second would share
+    the first one's log file (the second writes no log of its own)."""
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"

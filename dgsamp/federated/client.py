@@ -31,7 +31,7 @@ from mmengine.hooks import Hook
 from torch import nn
 
 from ..engine.cost_hook import CostHook
-from ..engine.runner_utils import unwrap_model
+from ..engine.runner_utils import unique_experiment_name, unwrap_model
 from .report import ledger_payload
 from .settings import FLSettings
 
@@ -79,7 +79,7 @@ def client_config(cfg: Config, fl: FLSettings, client: int, server_round: int,
         hooks.append(dict(type="GradSampHook", **gs))
     c.custom_hooks = hooks
     c.work_dir = osp.join(client_dir, f"r{server_round}")
-    c.experiment_name = f"client{client}_round{server_round}"
+    c.experiment_name = unique_experiment_name(f"client{client}_round{server_round}")
     c.randomness = dict(c.get("randomness") or {},
                         seed=client_seed((c.get("randomness") or {}).get("seed") or 0, client,
                                          server_round))

@@ -26,7 +26,7 @@ import torch
 from mmengine.config import Config
 
 from ..cost.flops import sampling_flops
-from ..engine.runner_utils import unwrap_model
+from ..engine.runner_utils import unique_experiment_name, unwrap_model
 from .report import round_row, skip_row, write_reports
 from .server_gradsamp import ServerGradSamp
 from .settings import FLSettings
@@ -51,6 +51,7 @@ class GlobalEvaluator:
         c.custom_hooks = []
         c.default_hooks = dict(logger=None, checkpoint=None, param_scheduler=None)
         c.load_from, c.resume = None, False
+        c.experiment_name = unique_experiment_name(c.get("experiment_name") or "server")
         self.runner = Runner.from_cfg(c)
         self.model = unwrap_model(self.runner.model)
         self.logger = self.runner.logger
