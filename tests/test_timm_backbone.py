@@ -86,6 +86,18 @@ def test_pretrained_from_local_file_only(tmp_path):
         TimmBackbone("resnet18", pretrained=True)
 
 
+def test_norm_layer_with_arguments_from_a_config_dict():
+    from dgsamp.models.timm_factory import create_timm_model
+
+    model = create_timm_model("resnet10t", num_classes=0, channels=(32, 64, 128, 256),
+                              stem_width=16, norm_layer=dict(type="groupnorm", num_groups=4))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 4 for m in norms)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    with pytest.raises(ValueError, match="Unknown norm_layer type 'groupnrom'.*groupnorm1"):
+        create_timm_model("resnet10t", norm_layer=dict(type="groupnrom", num_groups=8))
+
+
 def test_registered_in_root_models_and_init_weights_keeps_weights():
     from mmengine.registry import MODELS
 
