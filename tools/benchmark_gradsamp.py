@@ -28,7 +28,6 @@ import os.path as osp
 import platform
 import sys
 import time
-import uuid
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
@@ -37,6 +36,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dgsamp  # noqa: E402, F401  (registers dgsamp's modules, CostHook and GradSampHook)
+from dgsamp.engine.runner_utils import unique_experiment_name  # noqa: E402
 from dgsamp.evaluation.runs import load_json  # noqa: E402
 from dgsamp.evaluation.stats import MeanSE, mean_se  # noqa: E402
 from dgsamp.methods.gradsamp import build_schedule  # noqa: E402
@@ -64,7 +64,7 @@ def build_cfg(base: Config, name: str, seed: int, epochs: int, run_epochs: int,
     (they cost the same everywhere), CostHook (and GradSampHook)."""
     cfg = copy.deepcopy(base)
     cfg.work_dir = osp.join(work_root, f"{name}_seed{seed}")
-    cfg.experiment_name = f"{name}_seed{seed}_{uuid.uuid4().hex[:6]}"
+    cfg.experiment_name = unique_experiment_name(f"{name}_seed{seed}")
     cfg.randomness = dict(seed=seed, deterministic=False)
     for split in ("train_dataloader", "val_dataloader", "test_dataloader"):
         if split in cfg:

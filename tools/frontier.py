@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import statistics
 import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -361,7 +360,7 @@ def write_benchmark_report(results_dir: str, backbone: str, out_md: str) -> None
         test = [s["accuracy"][METRIC] for s in runs.values()]
         train = [s["accuracy"]["acc/train_domains"] for s in runs.values()]
         gap = mean_se(a - b for a, b in zip(train, test, strict=True))
-        sd = statistics.stdev(test) if len(test) > 1 else None
+        sd = mean_se(test).sd
         se5 = f"{sd * (2 / 5) ** 0.5:.2f}" if sd is not None else "n/a"
         lines.append(f"| {domain} | {len(runs)} | {fmt(mean_se(train))} | {fmt(mean_se(test))} | "
                      f"{fmt(gap)} | {'n/a' if sd is None else f'{sd:.2f}'} | {se5} |")

@@ -39,6 +39,7 @@ sys.path[:0] = [ROOT, osp.join(ROOT, "tools")]  # dgsamp from the checkout; tool
 
 from dgsamp.engine.presets import apply_methods  # noqa: E402
 from dgsamp.engine.run_queue import Run, run_commands  # noqa: E402
+from dgsamp.engine.runner_utils import unique_experiment_name  # noqa: E402
 
 CONFIG = osp.join(ROOT, "configs", "dg", "erm_rotated_digits.py")
 # setting -> method presets (configs/_base_/methods/), composed by tools/train.py --methods;
@@ -118,7 +119,7 @@ def measure_overhead(args) -> dict:
                 fh.write(config_text(args.overhead_epochs, 0, args.config))
             cfg = apply_methods(Config.fromfile(cfg_path), [COST] if mode == "with" else [])
             cfg.work_dir = osp.join(out_root, f"{mode}_{rep}")
-            cfg.experiment_name = f"overhead_{mode}_{rep}_{os.getpid()}"
+            cfg.experiment_name = unique_experiment_name(f"overhead_{mode}_{rep}")
             cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
             cfg.default_hooks.checkpoint = None
             runner = Runner.from_cfg(cfg)

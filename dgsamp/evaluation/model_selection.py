@@ -90,7 +90,7 @@ def run_config(work_dir: str):
 
 
 def _job_from_config(work_dir: str) -> dict | None:
-    """Algorithm, data set, held-out domains and seed from the config mmengine dumped."""
+    """Algorithm, data set, held-out domains and seed from the run's config (`run_config`)."""
     cfg = run_config(work_dir)
     if cfg is None:
         return None

@@ -27,6 +27,11 @@ class MeanSE(NamedTuple):
     se: float | None
     n: int
 
+    @property
+    def sd(self) -> float | None:
+        """The sample standard deviation behind ``se`` (None where ``se`` is)."""
+        return None if self.se is None else self.se * math.sqrt(self.n)
+
 
 def mean_se(values: Iterable[float | None]) -> MeanSE:
     """Mean ± standard error (sample std / sqrt(n)) of ``values``; see `MeanSE` for None."""
