@@ -236,6 +236,8 @@ def test_mean_se_small_samples():
     assert mean_se([3.0]) == (3.0, None, 1)  # one seed: the SE is not measured (not 0, not nan)
     m, se, n = mean_se([1.0, 2.0, 6.0])
     assert (m, n) == (3.0, 3) and math.isclose(se, math.sqrt(7.0 / 3.0))
+    assert math.isclose(mean_se([1.0, 2.0, 6.0]).sd, math.sqrt(7.0))  # sample SD
+    assert mean_se([3.0]).sd is None
     assert mean_se([1.0, None]) == (None, None, 2)  # a missing run makes the mean unknown
 
 
