@@ -30,9 +30,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import torch  # noqa: E402
 from mmengine.registry import DATASETS, MODELS  # noqa: E402
+from mmengine.runner import find_latest_checkpoint  # noqa: E402
 
 import dgsamp  # noqa: E402, F401
 from dgsamp.evaluation.model_selection import run_config  # noqa: E402
+from dgsamp.evaluation.runs import load_json  # noqa: E402
 from dgsamp.evaluation.stats import mean_se  # noqa: E402
 from dgsamp.methods.bn_stats import bn_layers, reestimate_bn_stats  # noqa: E402
 
@@ -40,10 +42,12 @@ SETTINGS = ("as trained", "training domains", "test domain (AdaBN, diagnostic)")
 
 
 def _images(dataset, domain: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    items = [dataset[i] for i in range(len(dataset))]
-    keep = [it for it in items if domain is None or it["data_samples"]["domain"] == domain]
-    return (torch.stack([it["inputs"] for it in keep]),
-            torch.tensor([it["data_samples"]["label"] for it in keep]))
+    """Images and labels of ``dataset`` (of one benchmark domain only: the others are not read)."""
+    wanted = (range(len(dataset)) if domain is None
+              else (dataset.item_domains == domain).nonzero().flatten().tolist())
+    items = [dataset[i] for i in wanted]
+    return (torch.stack([it["inputs"] for it in items]),
+            torch.tensor([it["data_samples"]["label"] for it in items]))
 
 
 def checkpoint_of(work_dir: str) -> str:
@@ -52,10 +56,8 @@ def checkpoint_of(work_dir: str) -> str:
     swad = osp.join(work_dir, "swad.pth")
     if osp.isfile(swad):
         return swad
-    marker = osp.join(work_dir, "last_checkpoint")
-    if osp.isfile(marker):
-        with open(marker) as f:
-            path = f.read().strip()
+    if osp.isfile(osp.join(work_dir, "last_checkpoint")):
+        path = find_latest_checkpoint(work_dir)  # an absolute path where the run was trained
         for candidate in (path, osp.join(work_dir, osp.basename(path))):
             if osp.isfile(candidate):
                 return candidate
@@ -101,7 +103,8 @@ def bn_shift(work_dir: str, batch_size: int = 64) -> dict:
         return 100.0 * hits / len(x)
 
     out = {SETTINGS[0]: accuracy()}
-    reported = (_reported(work_dir) or {}).get(f"acc/{test_domain}")
+    reported = ((load_json(osp.join(work_dir, "results.json")) or {}).get("metrics")
+                or {}).get(f"acc/{test_domain}")
     if reported is not None and abs(reported - out[SETTINGS[0]]) > 1e-6:
         raise SystemExit(f"{work_dir}: the checkpoint gives {out[SETTINGS[0]]:.4f}% on "
                          f"{test_domain}, results.json reports {reported:.4f}%: not the model "
@@ -114,14 +117,6 @@ def bn_shift(work_dir: str, batch_size: int = 64) -> dict:
     reestimate_bn_stats(model, _batches(x, batch_size), forward)
     out[SETTINGS[2]] = accuracy()
     return dict(work_dir=work_dir, test_domain=test_domain, accuracy=out)
-
-
-def _reported(work_dir: str) -> dict | None:
-    path = osp.join(work_dir, "results.json")
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f).get("metrics")
 
 
 def main(argv: list[str] | None = None) -> dict:
