@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import pytest
@@ -149,10 +150,22 @@ def test_modules_record_grad_density():
     assert lin.grad_density == 1.0 and not lin.enabled
 
 
-def test_auto_sparse_kernel_only_at_low_density():
-    """'auto' decides from the previous backward's measurement: the first backward and every
-    one after a dense-looking δ̃ take the hook path (native dense kernels); after a δ̃ at or
-    below the density threshold the next one goes through the CSR kernels."""
+@pytest.fixture
+def torch_paths_only(monkeypatch):
+    """As where dgsamp's C++ extension cannot be built: 'auto' chooses among torch's kernels
+    (with it, 'auto' runs the native sparse products: tests/test_dither_sparse_products.py)."""
+    from dgsamp.methods import dither_native
+
+    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
+    dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module
+    monkeypatch.setattr(dither_mod, "_NATIVE_WARNED", [True])  # its warning: test_dither_native
+
+
+def test_auto_sparse_kernel_only_at_low_density(torch_paths_only):
+    """Without the native products 'auto' decides from the previous backward's measurement:
+    the first backward and every one after a dense-looking δ̃ take the hook path (native dense
+    kernels); after a δ̃ at or below the density threshold the next one goes through the CSR
+    kernels."""
     torch.manual_seed(7)
     lin = nn.Linear(32, 64)
     lin.__class__ = DitherLinear
@@ -175,7 +188,7 @@ def test_auto_sparse_kernel_only_at_low_density():
     assert lin.backward_path is None
 
 
-def test_auto_gathers_only_when_whole_rows_are_zero():
+def test_auto_gathers_only_when_whole_rows_are_zero(torch_paths_only):
     """Rows of δ̃ (tokens) that are entirely zero are dropped from both products once the last
     backward saw at least GATHER_MIN_ZERO of them; the same shape and measurement always gives
     the same choice, and the gradients are those of the dense products on the same δ̃."""

@@ -275,6 +275,40 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
                                  min_run_time, shape=f"B{batch}x{tokens} {fin}->{fout}", name=name)
 
 
+#: (layer, in, out) of ViT-tiny / ConvNeXt-atto linear layers for the density sweep
+PRODUCT_SHAPES = [("vit_tiny qkv", 192, 576), ("vit_tiny fc1", 192, 768),
+                  ("vit_tiny fc2", 768, 192), ("convnext_atto s2 fc1", 160, 640)]
+PRODUCT_DENSITIES = (0.03, 0.06, 0.1, 0.2, 0.3, 0.4, 0.6)
+
+
+def bench_products_density(rows: int, threads: int, min_run_time: float) -> list[dict]:
+    """The native sparse products (dither_native.sparse_linear_grads: dX, dW, db) against
+    torch's dense products on the same δ̃, by density: where the native path stops paying
+    (dither.NATIVE_MAX_DENSITY). δ̃ is ±1, ±2 at uniformly random positions."""
+    from dgsamp.methods import dither_native
+
+    fn = dither_native.sparse_linear_grads()
+    if fn is None:
+        raise SystemExit(f"--products needs dgsamp's C++ extension: {dither_native.build_error()}")
+    out = []
+    for name, fin, fout in PRODUCT_SHAPES:
+        g = torch.Generator().manual_seed(0)
+        x, w = torch.randn(rows, fin, generator=g), torch.randn(fout, fin, generator=g)
+        for density in PRODUCT_DENSITIES:
+            keep = torch.rand(rows, fout, generator=g) < density
+            q = (torch.randint(1, 3, (rows, fout), generator=g)
+                 * (torch.randint(0, 2, (rows, fout), generator=g) * 2 - 1)).float() * keep
+            env = {"fn": fn, "q": q, "x": x, "w": w}
+            t = interleaved({"dense": _timer("q @ w; q.t() @ x; q.sum(0)", env, threads, name),
+                             "native": _timer("fn(q, x, w, True, True, True)", env, threads,
+                                              name)}, 3, min_run_time)
+            out.append({"layer": name, "rows": rows, "in": fin, "out": fout,
+                        "density": float(keep.float().mean()),
+                        "dense_ms": t["dense"]["median_ms"], "native_ms": t["native"]["median_ms"],
+                        "speedup": t["native"]["speedup_vs_dense"]})
+    return out
+
+
 def _bench_layer_variants(variants, leaves, rounds, device, densities, threads, min_run_time,
                           shape, name):
     """Time, FLOPs and peak memory of each variant's backward on one retained graph;
@@ -359,8 +393,9 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
         variants["ssprop0.5_old"] = ("ssprop", {"keep": 0.5})
     if name == "resnet18":
         variants["ssprop0.2_old"] = ("ssprop", {"keep": 0.2})
-    if name.startswith("vit"):  # linear layers: the dense-kernel path next to the default
-        variants["dither_dense"] = ("dither", {"scale": 8.0, "sparse_kernel": False})
+    # the old path next to the default: δ̃ into autograd's dense kernels everywhere (before the
+    # native sparse products, 2026-12-07, the default on every layer at the default scale)
+    variants["dither_dense"] = ("dither", {"scale": 8.0, "sparse_kernel": False})
     return variants
 
 
@@ -475,7 +510,8 @@ def summarize(result) -> dict:
             r["variants"]["dither"]["step_overhead"] for r in steps)
         s["dither_step_speedup_min"] = min(r["variants"]["dither"]["step_speedup"]
                                            for r in steps)
-        for v in ("dither_pool", "dither_compiled", "dither_native"):  # cheaper quantizers
+        for v in ("dither_pool", "dither_compiled", "dither_native",
+                  "dither_dense"):  # cheaper quantizers, and the old dense-kernel path
             if all(v in r["variants"] for r in steps):
                 s[f"{v}_step_overhead_median"] = statistics.median(
                     r["variants"][v]["step_overhead"] for r in steps)
@@ -581,8 +617,19 @@ def write_markdown(result, path):
               _fmt(d["bwd_speedup"]), f"{d['flops_ratio']:.3f}",
               f"{d['peak_bwd_bytes'] / 2**20:.1f}", _fmt(d.get("zero_fraction"), 3)]
              for r in result["steps"] for v, d in r["variants"].items()])
-    lines += ["", "Dither runs dense kernels: its FLOPs ratio is 1; the effective count "
-              "(dense × density) is in the JSON (`effective_bwd_flops`)."]
+    if result.get("products"):
+        lines += ["", "## Native sparse linear products vs dense, by density of δ̃", "",
+                  "dX, dW, db of one linear layer: `dither_native.sparse_linear_grads` against "
+                  "torch's `q @ w; q.t() @ x; q.sum(0)` on the same δ̃ (±1, ±2 at random "
+                  "positions), speedup = dense / native (paired medians).", ""] + _md_table(
+            ["layer", "rows", "in→out", "density", "dense ms", "native ms", "speedup"],
+            [[r["layer"], r["rows"], f"{r['in']}→{r['out']}", f"{r['density']:.2f}",
+              f"{r['dense_ms']:.3f}", f"{r['native_ms']:.3f}", _fmt(r["speedup"])]
+             for r in result["products"]])
+    lines += ["", "FLOPs are FlopCounterMode's, which sees torch's kernels only: dithered layers "
+              "are counted dense (FLOPs ratio 1), their effective count (dense × density, what "
+              "the native sparse products of linear layers do) is in the per-layer JSON rows "
+              "(`effective_bwd_flops`)."]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -600,6 +647,8 @@ def main(argv=None):
                    help="output prefix: writes PREFIX.json and PREFIX.md")
     p.add_argument("--skip-steps", action="store_true", help="per-layer benchmarks only")
     p.add_argument("--skip-layers", action="store_true", help="whole-step benchmarks only")
+    p.add_argument("--products", action="store_true",
+                   help="also: native sparse vs dense linear products by density")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda requested but CUDA is not available")
@@ -630,6 +679,13 @@ def main(argv=None):
                  net="vit_s")
         layers.append(r)
         log(f"vit_s {r['layer']}", r, "speedup_vs_dense")
+    products = []
+    if args.products:
+        for rows in (160, 788):  # ViT-tiny, batch 32 at 32 px / batch 4 at 224 px
+            products += bench_products_density(rows, threads, min_run)
+        print(f"[{time.time() - t_start:6.1f}s] products: " + ", ".join(
+            f"{r['layer']} n={r['rows']} d={r['density']:.2f} {r['speedup']:.2f}x"
+            for r in products), flush=True)
     steps = []
     if not args.skip_steps:
         sbatch = {224: 64, 32: 256} if dev == "cuda" else {224: 2 if quick else 4,
@@ -651,7 +707,8 @@ def main(argv=None):
         "flop_source": "torch.utils.flop_counter.FlopCounterMode on one backward "
                        "(sliced shapes for ssProp; dense kernels for dither)",
     }
-    result = {"meta": meta, "targets": TARGETS, "layers": layers, "steps": steps}
+    result = {"meta": meta, "targets": TARGETS, "layers": layers, "steps": steps,
+              "products": products}
     result["summary"] = summarize(result)
     meta["wall_s"] = round(time.time() - t_start, 1)
     os.makedirs(osp.dirname(args.out) or ".", exist_ok=True)

@@ -16,10 +16,15 @@ case. (``dither_quantize`` clamps to [−127, 127] as a guard before the int8 ca
 changes a value, so the training path skips that pass.)
 :func:`dither_quantize` returns the int8 codes and Δ.
 
-Dense kernels on a sparse δ̃ cost the same as on δ; the saving is reported as effective FLOPs
-from nnz(δ̃) (``module.grad_density``). Linear layers have two exact sparse paths in
-:class:`_DitherLinearFn`, both giving the dense products' dX, dW, db on the same δ̃:
+Dense kernels on a sparse δ̃ cost the same as on δ. Linear layers therefore have sparse
+paths in :class:`_DitherLinearFn`, each giving the dense products' dX, dW, db on the same δ̃:
 
+- *native* (CPU, float32/float64, where dgsamp's C++ extension builds):
+  :func:`.dither_native.sparse_grads` lists δ̃'s nonzeros by row and by column and
+  runs each as one vector FMA over a contiguous row (dX row r += δ̃[r, c]·W row c; dW row c +=
+  δ̃[r, c]·x row r): 2·nnz·in FMAs instead of 2·rows·out·in. Unstructured zeros are what it
+  exploits (no row or column needs to be empty); at ~10% density it is 2-6x faster than the
+  dense products on ViT-tiny's shapes on this CPU;
 - *gather*: the rows of δ̃ (tokens) that are entirely zero are dropped from both products
   (dX rows stay zero, dW = δ̃[rows]ᵀ x[rows]). Unstructured 90% zeros leave almost no zero row
   (0.9^C), but a ViT's last block only back-propagates through the class token (99.5% zero
@@ -28,13 +33,16 @@ from nnz(δ̃) (``module.grad_density``). Linear layers have two exact sparse pa
   included, only below roughly 4–5% density, i.e. at scales well above the default.
 
 ``sparse_kernel='auto'`` (default) decides per layer from what its previous backward measured
-(deterministic for a given shape and measurement): CSR when that density was ≤
-``sparse_threshold`` (0.04), the gather when ≥ ``GATHER_MIN_ZERO`` of the rows were all zero,
-and otherwise — on the first backward, off CPU, and at the default scale almost everywhere —
-the *hook path*: δ̃ handed to native autograd's dense kernels, which costs less than the
-Python Function's own dense branch. ``True`` forces CSR, ``'gather'`` the gather, ``False``
-always the hook path. Columns (features) that are all zero could be dropped the same way, but
-they are rare (median 0% at the default scale) and finding them costs a strided pass.
+(deterministic for a given shape and measurement). Where the native products run: them, on
+the first backward and whenever that density was ≤ ``NATIVE_MAX_DENSITY``, else the *hook
+path* (δ̃ handed to native autograd's dense kernels). Elsewhere (no compiler, off CPU): CSR
+when that density was ≤ ``sparse_threshold`` (0.04), the gather when ≥ ``GATHER_MIN_ZERO`` of
+the rows were all zero, otherwise the hook path, which costs less than the Python Function's
+own dense branch. ``'native'`` forces the native products (one warning and torch's kernels
+where they cannot be built), ``True`` CSR, ``'gather'`` the gather, ``False`` always the hook
+path. Under a ``TorchDispatchMode`` (``FlopCounterMode``) torch's kernels run, so that the
+counter sees the products (cost/flops.py scales them by the density: for the native path that
+*is* the work done). Conv layers run dense kernels on δ̃ (no sparse conv formulation here).
 
 Cost on this CPU: the eager quantization is ~7 memory passes plus one uniform random number
 per element (torch's CPU mt19937, ~3 ns per element unloaded), 4.3-4.7 ns per element in all;
@@ -118,6 +126,15 @@ SPARSE_THRESHOLD = 0.04
 GATHER_MIN_ZERO = 0.125
 INT8_MAX = 127
 NOISES = ("fresh", "pool", "philox")
+SPARSE_KERNELS = ("auto", "native", "gather", True, False)
+#: ``sparse_kernel='auto'`` runs a linear layer's backward on the native sparse products when
+#: its previous δ̃ had at most this density (and on its first backward); above it the hook path
+#: (torch's dense kernels). Measured break-even on this CPU: see NATIVE_MAX_DENSITY's section
+#: in docs/results/benchmark_sparse_steps_cpu.md
+NATIVE_MAX_DENSITY = 0.3
+#: convolutions with fewer input channels (a stem on RGB) keep torch's kernels under 'auto':
+#: the native products' vector FMAs run over rows of in_channels numbers
+NATIVE_MIN_CHANNELS = 16
 QUANTIZERS = ("eager", "compiled", "native")
 #: float32 numbers in a CPU noise pool (16 MiB); a δ̃ with more elements draws fresh noise
 POOL_SIZE = 1 << 22
@@ -230,7 +247,7 @@ class DitherOptions:
     sparse_threshold: float = SPARSE_THRESHOLD
     enabled: bool = True
     noise: str = "fresh"
-    quantizer: str = "eager"
+    quantizer: str = "native"
     method: ClassVar[str] = "dither"
 
     def __post_init__(self) -> None:
@@ -238,8 +255,8 @@ class DitherOptions:
         _check_mode(self.mode)
         _check_noise(self.noise)
         _check_quantizer(self.quantizer)
-        if self.sparse_kernel not in (True, False, "auto", "gather"):
-            raise ValueError(f"sparse_kernel must be True, False, 'auto' or 'gather', "
+        if self.sparse_kernel not in SPARSE_KERNELS:
+            raise ValueError(f"sparse_kernel must be one of {SPARSE_KERNELS}, "
                              f"got {self.sparse_kernel!r}")
         object.__setattr__(self, "sparse_threshold", float(self.sparse_threshold))
         object.__setattr__(self, "enabled", bool(self.enabled))
@@ -631,53 +648,159 @@ class _DitherLinearFn(torch.autograd.Function):
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
         o = ctx.opts
-        sparse_kernel = o.sparse_kernel
         out_f, in_f = w.shape
         dy2 = dy.reshape(-1, out_f)
-        q, delta = _codes(dy2, o.scale, o.mode, o.generator, o.noise)
-        nz = q != 0  # one pass; nnz and the zero rows both come from it
-        nnz = _count_true(nz)
-        if ctx.stats is not None:
-            ctx.stats._grad_nnz = nnz
-            ctx.stats._grad_numel = q.numel()
-            if q.device.type == "cpu":
-                ctx.stats._zero_rows = _zero_fraction(_any(nz, 1))
-        path = "csr" if sparse_kernel is True else "dense"
-        rows = None
-        if sparse_kernel == "gather":
-            path = "gather"
-            rows = _nonzero_rows(nz, 0.0)
-        elif sparse_kernel == "auto":
-            cpu_float = q.device.type == "cpu" and dy2.dtype in (torch.float32, torch.float64)
-            if cpu_float and int(nnz) <= o.sparse_threshold * q.numel():
-                path = "csr"
-            else:
-                rows = _nonzero_rows(nz, GATHER_MIN_ZERO)
-                path = "dense" if rows is None else "gather"
-        dq = q.mul_(delta.to(q.dtype))
-        x2 = x.reshape(-1, in_f).to(dq.dtype)
-        wq = w.to(dq.dtype)
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2])
-        dx = dw = db = None
-        if path == "csr":
-            with warnings.catch_warnings():  # "Sparse CSR support is in beta"
-                warnings.simplefilter("ignore", UserWarning)
-                csr = dq.to_sparse_csr()
-            if need[0]:
-                dx = csr @ wq
-            if need[1]:
-                dw = csr.t() @ x2
-            if need[2]:
-                db = dq.sum(0)
-        else:  # dense: the gather with every row and column kept
-            dx, dw, db = _gather_products(dq, x2, wq, rows, need)
+        products = _native_products(o, dy2)
+        if products is not None:
+            dx, dw, db = _native_backward(products, dy2, x, w, o, ctx.stats, need)
+        else:
+            dx, dw, db = _torch_backward(dy2, x, w, o, ctx.stats, need)
         dx = dx.reshape(x.shape).to(x.dtype) if dx is not None else None
         dw = dw.to(w.dtype) if dw is not None else None
-        if ctx.stats is not None:
-            ctx.stats.sparse_kernel_used = path == "csr"
-            ctx.stats.backward_path = path
         return dx, dw, db, None, None
+
+
+def _native_products(opts: DitherOptions, dy: Tensor):
+    """The native sparse products (:func:`.dither_native.sparse_grads`) where they apply
+    (``sparse_kernel`` 'auto' or 'native', a float32/float64 gradient on CPU, the extension
+    built), else None. 'native' where they cannot run warns once and takes the torch path."""
+    if opts.sparse_kernel not in ("auto", "native"):
+        return None
+    if dy.device.type != "cpu" or dy.dtype not in (torch.float32, torch.float64):
+        return None
+    if _get_current_dispatch_mode() is not None:  # FlopCounterMode must see the products: the
+        return None  # torch path (dense, counted; cost/flops.py scales it by the density)
+    fn = dither_native.sparse_grads()
+    if fn is None and opts.sparse_kernel == "native":
+        _warn_native("sparse_kernel='native'", "torch's kernels")
+    return fn
+
+
+def _record_native(stats: Any, nnz: int, numel: int, zero_rows: float | None) -> None:
+    if stats is not None:
+        stats._grad_nnz = nnz
+        stats._grad_numel = numel
+        if zero_rows is not None:
+            stats._zero_rows = zero_rows
+        stats.sparse_kernel_used = True
+        stats.backward_path = "native"
+
+
+def _native_backward(products, dy2: Tensor, x: Tensor, w: Tensor, opts: DitherOptions,
+                     stats: Any, need: tuple[bool, bool, bool]):
+    """dX, dW, db of a linear layer from the nonzeros of δ̃ (any quantizer: δ̃ is the same as on
+    the other paths); nnz and the all-zero rows come back from the kernel, which scans δ̃
+    anyway."""
+    dq = _dither(dy2.contiguous(), opts, None).contiguous()
+    x2 = x.reshape(-1, w.shape[1]).to(dq.dtype).contiguous()
+    dx, dw, db, nnz, zero_rows = products(dq, x2, w.to(dq.dtype).contiguous(),
+                                          dither_native.LINEAR, *need)
+    _record_native(stats, nnz, dq.numel(), zero_rows / dq.shape[0] if dq.shape[0] else 0.0)
+    return dx, dw, db
+
+
+def _memory_format(t: Tensor) -> torch.memory_format:
+    channels_last = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+class _DitherConvFn(torch.autograd.Function):
+    """F.conv2d (groups 1, dilation 1, zero padding) whose backward dithers δ and runs both
+    products on δ̃'s nonzeros (:func:`.dither_native.sparse_grads`: channels-last rows, one
+    vector FMA per nonzero and kernel tap); torch's ``convolution_backward`` on the same δ̃
+    where the native products do not apply (FlopCounterMode, no extension)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, opts, stats):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        ctx.geometry = (tuple(stride), tuple(padding))
+        ctx.opts = opts
+        ctx.stats = stats
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        o = ctx.opts
+        (sh, sw), (ph, pw) = ctx.geometry
+        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                ctx.has_bias and ctx.needs_input_grad[2])
+        products = _native_products(o, dy)
+        if products is None:
+            dq = _dither(dy, o, ctx.stats)
+            dx, dw, db = torch.ops.aten.convolution_backward(
+                dq, x, w, [w.shape[0]] if ctx.has_bias else None, [sh, sw], [ph, pw], [1, 1],
+                False, [0, 0], 1, list(need))
+            if ctx.stats is not None:
+                ctx.stats.sparse_kernel_used = False
+                ctx.stats.backward_path = "dense"
+            return dx, dw, db, None, None, None, None
+        dq = _dither(dy, o, None)
+        b, c_out, h, wo = dq.shape
+        c_in, hi, wi = x.shape[1:]
+        kh, kw = w.shape[2:]
+        rows = dq.permute(0, 2, 3, 1).reshape(-1, c_out)  # a copy unless dq is channels-last
+        dx, dw, db, nnz, _ = products(
+            rows.contiguous(), x.permute(0, 2, 3, 1).to(dq.dtype).reshape(-1, c_in).contiguous(),
+            w.permute(0, 2, 3, 1).to(dq.dtype).reshape(c_out, -1).contiguous(),
+            (h, wo, hi, wi, kh, kw, sh, sw, ph, pw), *need)
+        _record_native(ctx.stats, nnz, dq.numel(), None)
+        if dx is not None:
+            dx = dx.view(b, hi, wi, c_in).permute(0, 3, 1, 2).to(x.dtype).contiguous(
+                memory_format=_memory_format(x))
+        if dw is not None:
+            dw = dw.view(c_out, kh, kw, c_in).permute(0, 3, 1, 2).to(w.dtype).contiguous()
+        return dx, dw, db, None, None, None, None
+
+
+def _torch_backward(dy2: Tensor, x: Tensor, w: Tensor, o: DitherOptions, stats: Any,
+                    need: tuple[bool, bool, bool]):
+    """dX, dW, db with torch's kernels: CSR, the row gather or dense (see the module
+    docstring)."""
+    sparse_kernel = o.sparse_kernel
+    q, delta = _codes(dy2, o.scale, o.mode, o.generator, o.noise)
+    nz = q != 0  # one pass; nnz and the zero rows both come from it
+    nnz = _count_true(nz)
+    if stats is not None:
+        stats._grad_nnz = nnz
+        stats._grad_numel = q.numel()
+        if q.device.type == "cpu":
+            stats._zero_rows = _zero_fraction(_any(nz, 1))
+    path = "csr" if sparse_kernel is True else "dense"
+    rows = None
+    if sparse_kernel == "gather":
+        path = "gather"
+        rows = _nonzero_rows(nz, 0.0)
+    elif sparse_kernel in ("auto", "native"):
+        cpu_float = q.device.type == "cpu" and dy2.dtype in (torch.float32, torch.float64)
+        if cpu_float and int(nnz) <= o.sparse_threshold * q.numel():
+            path = "csr"
+        else:
+            rows = _nonzero_rows(nz, GATHER_MIN_ZERO)
+            path = "dense" if rows is None else "gather"
+    dq = q.mul_(delta.to(q.dtype))
+    x2 = x.reshape(-1, w.shape[1]).to(dq.dtype)
+    wq = w.to(dq.dtype)
+    dx = dw = db = None
+    if path == "csr":
+        with warnings.catch_warnings():  # "Sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            csr = dq.to_sparse_csr()
+        if need[0]:
+            dx = csr @ wq
+        if need[1]:
+            dw = csr.t() @ x2
+        if need[2]:
+            db = dq.sum(0)
+    else:  # dense: the gather with every row and column kept
+        dx, dw, db = _gather_products(dq, x2, wq, rows, need)
+    if stats is not None:
+        stats.sparse_kernel_used = path == "csr"
+        stats.backward_path = path
+    return dx, dw, db
 
 
 def dither_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
@@ -708,7 +831,9 @@ class _DitherMixin:
         self._grad_nnz = None
         self._grad_numel = None
         self.sparse_kernel_used = False
-        self.backward_path = None  # 'dense', 'gather' or 'csr' (DitherLinear's last backward)
+        # 'native', 'dense', 'gather' or 'csr': the last backward through the layer's own
+        # Function (None: only hook-path backwards so far)
+        self.backward_path = None
         self._zero_rows = 0.0  # fraction of all-zero rows of the last δ̃ (DitherLinear, CPU)
 
     @property
@@ -733,15 +858,38 @@ class _DitherMixin:
         if changes:
             self.sparse_options = replace(self.sparse_options, **changes)
 
+    def _native_pays(self, input: Tensor) -> bool:
+        """``sparse_kernel='auto'``: whether the native sparse products run this backward:
+        on the first backward (the default scale leaves ~5-10% nonzeros) and whenever the
+        previous one measured a density ≤ ``NATIVE_MAX_DENSITY``. Deterministic: a function of
+        the last measurement. False where they cannot run (off CPU, other dtypes, no
+        extension)."""
+        if input.device.type != "cpu" or input.dtype not in (torch.float32, torch.float64) or \
+                dither_native.sparse_grads() is None:
+            return False
+        return self._grad_nnz is None or not self._grad_numel or \
+            float(self._grad_nnz) / self._grad_numel <= NATIVE_MAX_DENSITY
+
 
 class DitherConv2d(_DitherMixin, nn.Conv2d):
     """``nn.Conv2d`` whose output gradient is dithered. Made by patching (class swap)."""
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        y = super()._conv_forward(input, weight, bias)
-        if not self.enabled or not torch.is_grad_enabled():
-            return y
-        return _mark(y, self.sparse_options, self)
+        o = self.sparse_options
+        if not o.enabled or not torch.is_grad_enabled():
+            return super()._conv_forward(input, weight, bias)
+        if self._native_shape(input) and (o.sparse_kernel == "native" or (
+                o.sparse_kernel == "auto" and self.in_channels >= NATIVE_MIN_CHANNELS
+                and self._native_pays(input))):
+            return _DitherConvFn.apply(input, weight, bias, self.stride, self.padding, o, self)
+        return _mark(super()._conv_forward(input, weight, bias), o, self)
+
+    def _native_shape(self, input: Tensor) -> bool:
+        """Whether the native products handle this convolution: groups 1, dilation 1, zero
+        padding given as numbers, a batched 4-d input."""
+        return (self.groups == 1 and tuple(self.dilation) == (1, 1)
+                and self.padding_mode == "zeros" and not isinstance(self.padding, str)
+                and input.dim() == 4)
 
 
 class DitherLinear(_DitherMixin, nn.Linear):
@@ -758,14 +906,17 @@ class DitherLinear(_DitherMixin, nn.Linear):
         return _DitherLinearFn.apply(input, self.weight, self.bias, o, self)
 
     def _sparse_may_pay(self, input: Tensor) -> bool:
-        """``sparse_kernel='auto'``: whether this backward goes through :class:`_DitherLinearFn`
-        (which picks CSR, gather or dense from the δ̃ it gets), decided from what the previous
-        backward of this layer measured: its density ≤ ``sparse_threshold`` or ≥
-        ``GATHER_MIN_ZERO`` of its rows all zero. Otherwise (and on the first backward, and
-        off CPU) the layer takes the hook path: the same δ̃ into native autograd's dense
-        kernels, which on this CPU costs ~10% of a ViT-tiny step less than the Python
-        Function's dense branch. Deterministic: a function of the last measurement.
+        """``sparse_kernel='auto'``: whether this backward goes through :class:`_DitherLinearFn`,
+        decided from what the previous backward of this layer measured (deterministic: a
+        function of the last measurement). Where the native sparse products run:
+        :meth:`_native_pays`. Elsewhere: when the density was ≤ ``sparse_threshold`` (CSR) or ≥
+        ``GATHER_MIN_ZERO`` of the rows were all zero (gather). Otherwise the layer takes the
+        hook path: the same δ̃ into native autograd's dense kernels, which on this CPU costs
+        ~10% of a ViT-tiny step less than the Python Function's dense branch.
         """
+        if input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) and \
+                dither_native.sparse_grads() is not None:
+            return self._native_pays(input)
         if input.device.type != "cpu" or self._grad_nnz is None or not self._grad_numel:
             return False
         density = float(self._grad_nnz) / self._grad_numel

@@ -25,6 +25,16 @@ cost ~1.2 ns each here against ~4-5 ns for ``torch.rand``. :func:`philox_uniform
 same stream to the eager path. Either way the kernel changes how δ̃ is computed, never its
 distribution.
 
+:func:`sparse_grads` is the other half of a dithered layer's backward: dX, dW and db from
+δ̃'s nonzeros only (``sparse_kernel='native'``/'auto' in :mod:`.dither`), for linear layers and
+for convolutions (groups 1) alike: a linear layer is a 1x1 convolution over its rows. It
+compacts each output position's nonzeros (branch-free), transposes the lists by a stable
+counting sort, and runs every nonzero and kernel tap as one FMA over a contiguous row of
+channels (W's, or x's channels-last), four nonzeros per pass over the output row; each output
+row is summed in a fixed order, so results do not depend on the thread count. At the ~90-97%
+zeros of the default scale that is 2-6x faster than the dense products here (break-even near
+40% density); torch's CSR matmuls only break even below ~4% density.
+
 Built on first use with the compiler PyTorch's C++ extensions use (``torch.utils.cpp_extension``,
 ninja; cached under ``~/.cache/torch_extensions``, 40-70 s once per machine on this 2-core
 CPU); where that fails :func:`kernel` returns None and the caller falls back to the eager
@@ -39,7 +49,7 @@ from typing import Any
 
 import torch
 
-SOURCE_VERSION = 6  # bump with any change to _SOURCE: the extension's name carries it
+SOURCE_VERSION = 8  # bump with any change to _SOURCE: the extension's name carries it
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -272,6 +282,224 @@ torch::Tensor philox_uniform(int64_t n, int64_t seed) {
   return out;
 }
 
+// --- the products of a dithered layer's backward from the nonzeros of its output gradient ----
+//
+// One kernel for linear layers and convolutions (groups 1, dilation 1, zero padding). q is the
+// dithered output gradient as rows = output positions (b, h, w) (a linear layer: h = w = 0)
+// by columns = output channels; x the input channels-last, rows (b, ih, iw) by c; w the weight
+// as o by (kh, kw, c). Each nonzero q[r, o] and kernel tap (kh, kw) is one vector FMA over a
+// contiguous row of c: dX row (b, h*sh - ph + kh, w*sw - pw + kw) += q[r, o] * w[o, kh, kw, :]
+// and dW[o, kh, kw, :] += q[r, o] * x row (b, ...), four nonzeros per pass over the output
+// row. Work: 2 * nnz * kh * kw * c FMAs against 2 * rows * o * kh * kw * c dense. Each output
+// row is summed in a fixed order (dX over ascending rows then columns, dW over ascending
+// rows), whatever the thread count.
+namespace {
+template <typename T>
+struct Rows {  // q's nonzeros by row (CSR): row r holds entries ptr[r] .. ptr[r + 1]
+  std::vector<int64_t> ptr;
+  std::vector<int32_t> col;
+  std::vector<T> val;
+};
+
+template <typename T>
+Rows<T> nonzero_rows(const T* q, int64_t n, int64_t o) {
+  Rows<T> rows;
+  rows.ptr.assign(n + 1, 0);
+  const int64_t grain = std::max<int64_t>(1, kChunk / std::max<int64_t>(o, 1));
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {  // count (vectorised)
+    for (int64_t r = b; r < e; ++r) {
+      const T* __restrict row = q + r * o;
+      int32_t count = 0;
+      for (int64_t c = 0; c < o; ++c) count += row[c] != T(0) ? 1 : 0;
+      rows.ptr[r + 1] = count;
+    }
+  });
+  for (int64_t r = 0; r < n; ++r) rows.ptr[r + 1] += rows.ptr[r];
+  rows.col.resize(rows.ptr[n]);
+  rows.val.resize(rows.ptr[n]);
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {  // compact, branch-free
+    std::vector<int32_t> cols(o + 1);
+    for (int64_t r = b; r < e; ++r) {
+      const T* __restrict row = q + r * o;
+      int64_t k = 0;
+      for (int64_t c = 0; c < o; ++c) {
+        cols[k] = static_cast<int32_t>(c);
+        k += row[c] != T(0) ? 1 : 0;
+      }
+      const int64_t at = rows.ptr[r];
+      for (int64_t j = 0; j < k; ++j) {
+        rows.col[at + j] = cols[j];
+        rows.val[at + j] = row[cols[j]];
+      }
+    }
+  });
+  return rows;
+}
+
+// a * b + c with one rounding where the CPU has FMA (the sparse products only; the quantizer
+// keeps -ffp-contract=off so that it rounds as eager torch does); elsewhere two roundings, as
+// a dense kernel without FMA would
+template <typename T>
+inline T fma_(T a, T b, T c) {
+#if defined(__FMA__) || defined(__aarch64__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// out[0:len] += sum_j v[j] * src[j][0:len] for 4 or 1 sources (one load and one store of out
+// per 4 FMAs)
+template <typename T>
+inline void axpy4(T* __restrict out, const T* __restrict s0, const T* __restrict s1,
+                  const T* __restrict s2, const T* __restrict s3, T v0, T v1, T v2, T v3,
+                  int64_t len) {
+  for (int64_t i = 0; i < len; ++i)
+    out[i] = fma_(v3, s3[i], fma_(v2, s2[i], fma_(v1, s1[i], fma_(v0, s0[i], out[i]))));
+}
+
+template <typename T>
+inline void axpy1(T* __restrict out, const T* __restrict s0, T v0, int64_t len) {
+  for (int64_t i = 0; i < len; ++i) out[i] = fma_(v0, s0[i], out[i]);
+}
+
+struct Geometry {  // output h x w, input hi x wi, kernel kh x kw, stride, padding
+  int64_t h, w, hi, wi, kh, kw, sh, sw, ph, pw;
+};
+
+template <typename T>
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_products(
+    const torch::Tensor& q_t, const torch::Tensor& x_t, const torch::Tensor& w_t,
+    const Geometry& g, bool need_dx, bool need_dw, bool need_db) {
+  const int64_t n = q_t.size(0), o = q_t.size(1), c = x_t.size(1);
+  const int64_t taps = g.kh * g.kw, kc = taps * c, per_image = g.h * g.w;
+  const int64_t images = n / per_image;
+  const T* q = q_t.data_ptr<T>();
+  const T* x = x_t.data_ptr<T>();
+  const T* w = w_t.data_ptr<T>();
+  const Rows<T> rows = nonzero_rows(q, n, o);
+  const int64_t* ptr = rows.ptr.data();
+  const int32_t* col = rows.col.data();
+  const T* val = rows.val.data();
+  torch::Tensor dx, dw, db;
+  if (need_dx) {  // images in parallel: one image's taps overlap, another's never do
+    dx = torch::zeros({x_t.size(0), c}, x_t.options());
+    T* out = dx.data_ptr<T>();
+    at::parallel_for(0, images, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t r = b0 * per_image; r < b1 * per_image; ++r) {
+        const int64_t k0 = ptr[r], k1 = ptr[r + 1];
+        if (k0 == k1) continue;
+        const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t ih = oh * g.sh - g.ph + i;
+          if (ih < 0 || ih >= g.hi) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t iw = ow * g.sw - g.pw + j;
+            if (iw < 0 || iw >= g.wi) continue;
+            T* __restrict dst = out + ((b * g.hi + ih) * g.wi + iw) * c;
+            const T* src = w + (i * g.kw + j) * c;
+            int64_t k = k0;
+            for (; k + 4 <= k1; k += 4)
+              axpy4(dst, src + col[k] * kc, src + col[k + 1] * kc, src + col[k + 2] * kc,
+                    src + col[k + 3] * kc, val[k], val[k + 1], val[k + 2], val[k + 3], c);
+            for (; k < k1; ++k) axpy1(dst, src + col[k] * kc, val[k], c);
+          }
+        }
+      }
+    });
+  }
+  if (need_dw || need_db) {
+    // dW[o] gathers the nonzeros of column o in row order: transpose the nonzero lists
+    // (counting sort, stable, so each column's rows stay ascending)
+    const int64_t nnz = ptr[n];
+    std::vector<int64_t> cptr(o + 1, 0);
+    for (int64_t k = 0; k < nnz; ++k) ++cptr[col[k] + 1];
+    for (int64_t j = 0; j < o; ++j) cptr[j + 1] += cptr[j];
+    std::vector<int64_t> crow(nnz);
+    std::vector<T> cval(nnz);
+    {
+      std::vector<int64_t> fill(cptr.begin(), cptr.end() - 1);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
+          const int64_t at = fill[col[k]]++;
+          crow[at] = r;
+          cval[at] = val[k];
+        }
+    }
+    if (need_db) {
+      db = torch::empty({o}, x_t.options());
+      T* out = db.data_ptr<T>();
+      for (int64_t j = 0; j < o; ++j) {
+        T s = T(0);
+        for (int64_t k = cptr[j]; k < cptr[j + 1]; ++k) s += cval[k];
+        out[j] = s;
+      }
+    }
+    if (need_dw) {
+      dw = torch::zeros({o, kc}, w_t.options());
+      T* out = dw.data_ptr<T>();
+      const std::vector<T> zeros(c, T(0));  // the padding's input row
+      const int64_t grain = std::max<int64_t>(1, kChunk / std::max<int64_t>(kc, 1));
+      at::parallel_for(0, o, grain, [&](int64_t j0, int64_t j1) {
+        std::vector<const T*> src(4);
+        for (int64_t j = j0; j < j1; ++j) {
+          for (int64_t i = 0; i < g.kh; ++i)
+            for (int64_t t = 0; t < g.kw; ++t) {
+              T* __restrict dst = out + j * kc + (i * g.kw + t) * c;
+              // the input row that tap (i, t) of output row r reads, or the zero row
+              auto row_of = [&](int64_t r) -> const T* {
+                const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
+                const int64_t ih = oh * g.sh - g.ph + i, iw = ow * g.sw - g.pw + t;
+                if (ih < 0 || ih >= g.hi || iw < 0 || iw >= g.wi) return zeros.data();
+                return x + ((b * g.hi + ih) * g.wi + iw) * c;
+              };
+              int64_t k = cptr[j];
+              const int64_t end = cptr[j + 1];
+              for (; k + 4 <= end; k += 4)
+                axpy4(dst, row_of(crow[k]), row_of(crow[k + 1]), row_of(crow[k + 2]),
+                      row_of(crow[k + 3]), cval[k], cval[k + 1], cval[k + 2], cval[k + 3], c);
+              for (; k < end; ++k) axpy1(dst, row_of(crow[k]), cval[k], c);
+            }
+        }
+      });
+    }
+  }
+  int64_t zero_rows = 0;
+  for (int64_t r = 0; r < n; ++r) zero_rows += ptr[r + 1] == ptr[r] ? 1 : 0;
+  return {dx, dw, db, ptr[n], zero_rows};
+}
+}  // namespace
+
+// q: the dithered output gradient, rows (b, h, w) x columns o; x: the input channels-last,
+// rows (b, ih, iw) x c; w: the weight, o x (kh, kw, c); all contiguous, one dtype (float32 or
+// float64); geometry = (h, w, hi, wi, kh, kw, sh, sw, ph, pw) (a linear layer: 1, 1, 1, 1, 1,
+// 1, 1, 1, 0, 0). Returns (dX rows x c or undefined, dW o x (kh, kw, c) or undefined, db or
+// undefined, nnz(q), number of all-zero rows of q).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> sparse_grads(
+    torch::Tensor q, torch::Tensor x, torch::Tensor w, std::vector<int64_t> geometry,
+    bool need_dx, bool need_dw, bool need_db) {
+  TORCH_CHECK(q.dim() == 2 && x.dim() == 2 && w.dim() == 2, "sparse_grads takes 2-d q, x and w");
+  TORCH_CHECK(q.is_contiguous() && x.is_contiguous() && w.is_contiguous(),
+              "sparse_grads takes contiguous tensors");
+  TORCH_CHECK(geometry.size() == 10,
+              "sparse_grads: geometry is (h, w, hi, wi, kh, kw, sh, sw, ph, pw)");
+  const Geometry g{geometry[0], geometry[1], geometry[2], geometry[3], geometry[4],
+                   geometry[5], geometry[6], geometry[7], geometry[8], geometry[9]};
+  TORCH_CHECK(g.h > 0 && g.w > 0 && g.hi > 0 && g.wi > 0 && g.kh > 0 && g.kw > 0 && g.sh > 0 &&
+              g.sw > 0 && g.ph >= 0 && g.pw >= 0, "sparse_grads: invalid geometry");
+  const int64_t n = q.size(0);
+  TORCH_CHECK(n % (g.h * g.w) == 0 && x.size(0) == n / (g.h * g.w) * g.hi * g.wi &&
+              q.size(1) == w.size(0) && w.size(1) == g.kh * g.kw * x.size(1),
+              "sparse_grads: shapes do not match (q rows x o, x rows x c, w o x kh*kw*c)");
+  TORCH_CHECK(q.scalar_type() == x.scalar_type() && q.scalar_type() == w.scalar_type(),
+              "sparse_grads: q, x and w must share one dtype");
+  TORCH_CHECK(q.size(1) < (int64_t(1) << 31), "sparse_grads: too many columns");
+  if (q.scalar_type() == torch::kFloat)
+    return run_products<float>(q, x, w, g, need_dx, need_dw, need_db);
+  TORCH_CHECK(q.scalar_type() == torch::kDouble, "sparse_grads takes float32 or float64");
+  return run_products<double>(q, x, w, g, need_dx, need_dw, need_db);
+}
+
 // Philox4x32-10 of one counter and key (known-answer tests)
 std::vector<int64_t> philox_block(std::vector<int64_t> ctr, std::vector<int64_t> key) {
   TORCH_CHECK(ctr.size() == 4 && key.size() == 2, "philox_block: 4 counter words, 2 key words");
@@ -297,9 +525,9 @@ def _flags() -> list[str]:
     flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
     capability = torch.backends.cpu.get_cpu_capability()
     if capability == "AVX512":
-        flags += ["-mavx2", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw"]
+        flags += ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw"]
     elif capability == "AVX2":
-        flags += ["-mavx2"]
+        flags += ["-mavx2", "-mfma"]
     return flags
 
 
@@ -317,7 +545,8 @@ def _module():
 
                 _STATE["module"] = load_inline(
                     name=f"dgsamp_dither_v{SOURCE_VERSION}", cpp_sources=_SOURCE,
-                    functions=["dither_fused", "philox_uniform", "philox_block"],
+                    functions=["dither_fused", "philox_uniform", "philox_block",
+                               "sparse_grads"],
                     extra_cflags=_flags(), verbose=False)
             except Exception as err:  # noqa: BLE001  (no compiler, no ninja, ...: say why)
                 first = str(err).strip().splitlines()
@@ -333,6 +562,20 @@ def kernel():
     (:func:`build_error` says why)."""
     mod = _module()
     return None if mod is None else mod.dither_fused
+
+
+LINEAR = (1, 1, 1, 1, 1, 1, 1, 1, 0, 0)  # a linear layer's geometry: one 1x1 "pixel" per row
+
+
+def sparse_grads():
+    """``sparse_grads(q, x, w, geometry, need_dx, need_dw, need_db) -> (dX, dW, db, nnz, zero
+    rows)``: the products of a linear or convolution layer's backward from the nonzeros of its
+    dithered output gradient ``q`` (rows = output positions, columns = output channels; x
+    channels-last rows; w as out x (kh, kw, in); geometry (h, w, hi, wi, kh, kw, sh, sw, ph,
+    pw), :data:`LINEAR` for a linear layer; outputs not needed are None). None where the
+    extension could not be built."""
+    mod = _module()
+    return None if mod is None else mod.sparse_grads
 
 
 def philox_uniform(n: int, seed: int) -> torch.Tensor | None:
