@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 python tools/benchmark_dither_quantizer.py [--quick] [--out PREFIX]
 
 Issue 14 asks that quantizing δ cost at most 5% of a dense step. Two measurements, for each
-quantizer setting (``eager``/``fresh`` = the default, ``eager``/``pool``, ``compiled``/``pool``,
-``native``/``fresh``, ``native``/``pool``, ``native``/``philox``):
+quantizer setting (``eager``/``fresh``, ``eager``/``pool``, ``compiled``/``pool``,
+``native``/``fresh`` = the default since 2026-12-07, ``native``/``pool``, ``native``/``philox``):
 
 - *alone*: ``torch.utils.benchmark.Timer`` on the quantizer (``dgsamp.methods.dither._dither``,
   what the backward hook calls) for ResNet/ViT output-gradient shapes, in µs and ns per element,
@@ -40,7 +40,7 @@ from dgsamp.methods.patch import patch  # noqa: E402
 
 dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
 
-SETTINGS = {"eager_fresh": {}, "eager_pool": {"noise": "pool"},
+SETTINGS = {"eager_fresh": {"quantizer": "eager"}, "eager_pool": {"noise": "pool"},
             "compiled_pool": {"noise": "pool", "quantizer": "compiled"},
             "native_fresh": {"quantizer": "native"},
             "native_pool": {"noise": "pool", "quantizer": "native"},

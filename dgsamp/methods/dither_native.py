@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-SOURCE_VERSION = 8  # bump with any change to _SOURCE: the extension's name carries it
+SOURCE_VERSION = 9  # bump with any change to _SOURCE: the extension's name carries it
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -415,16 +415,26 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
     std::vector<int64_t> cptr(o + 1, 0);
     for (int64_t k = 0; k < nnz; ++k) ++cptr[col[k] + 1];
     for (int64_t j = 0; j < o; ++j) cptr[j + 1] += cptr[j];
-    std::vector<int64_t> crow(nnz);
+    // per entry: the input row of tap (0, 0) and its (ih, iw), possibly in the padding (the
+    // divisions once per entry, not once per tap)
+    std::vector<int64_t> cbase(nnz);
+    std::vector<int32_t> cih(nnz), ciw(nnz);
     std::vector<T> cval(nnz);
     {
       std::vector<int64_t> fill(cptr.begin(), cptr.end() - 1);
-      for (int64_t r = 0; r < n; ++r)
+      for (int64_t r = 0; r < n; ++r) {
+        if (ptr[r] == ptr[r + 1]) continue;
+        const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
+        const int64_t ih = oh * g.sh - g.ph, iw = ow * g.sw - g.pw;
+        const int64_t base = (b * g.hi + ih) * g.wi + iw;
         for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
           const int64_t at = fill[col[k]]++;
-          crow[at] = r;
+          cbase[at] = base;
+          cih[at] = static_cast<int32_t>(ih);
+          ciw[at] = static_cast<int32_t>(iw);
           cval[at] = val[k];
         }
+      }
     }
     if (need_db) {
       db = torch::empty({o}, x_t.options());
@@ -441,24 +451,23 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
       const std::vector<T> zeros(c, T(0));  // the padding's input row
       const int64_t grain = std::max<int64_t>(1, kChunk / std::max<int64_t>(kc, 1));
       at::parallel_for(0, o, grain, [&](int64_t j0, int64_t j1) {
-        std::vector<const T*> src(4);
         for (int64_t j = j0; j < j1; ++j) {
           for (int64_t i = 0; i < g.kh; ++i)
             for (int64_t t = 0; t < g.kw; ++t) {
               T* __restrict dst = out + j * kc + (i * g.kw + t) * c;
-              // the input row that tap (i, t) of output row r reads, or the zero row
-              auto row_of = [&](int64_t r) -> const T* {
-                const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
-                const int64_t ih = oh * g.sh - g.ph + i, iw = ow * g.sw - g.pw + t;
+              // the input row that tap (i, t) of entry k reads, or the zero row
+              const int64_t shift = i * g.wi + t;
+              auto row_of = [&](int64_t k) -> const T* {
+                const int64_t ih = cih[k] + i, iw = ciw[k] + t;
                 if (ih < 0 || ih >= g.hi || iw < 0 || iw >= g.wi) return zeros.data();
-                return x + ((b * g.hi + ih) * g.wi + iw) * c;
+                return x + (cbase[k] + shift) * c;
               };
               int64_t k = cptr[j];
               const int64_t end = cptr[j + 1];
               for (; k + 4 <= end; k += 4)
-                axpy4(dst, row_of(crow[k]), row_of(crow[k + 1]), row_of(crow[k + 2]),
-                      row_of(crow[k + 3]), cval[k], cval[k + 1], cval[k + 2], cval[k + 3], c);
-              for (; k < end; ++k) axpy1(dst, row_of(crow[k]), cval[k], c);
+                axpy4(dst, row_of(k), row_of(k + 1), row_of(k + 2), row_of(k + 3), cval[k],
+                      cval[k + 1], cval[k + 2], cval[k + 3], c);
+              for (; k < end; ++k) axpy1(dst, row_of(k), cval[k], c);
             }
         }
       });
