@@ -48,8 +48,11 @@ Cost on this CPU: the eager quantization is ~7 memory passes plus one uniform ra
 per element (torch's CPU mt19937, ~3 ns per element unloaded), 4.3-4.7 ns per element in all;
 pooled noise brings it to ~2.7, the compiled quantizer with pooled noise to 1.1-1.6 (a clone
 costs ~0.3). In a train step that is still 7-39% of the dense step (median 20%;
-tools/benchmark_dither_quantizer.py), and the sparse paths cannot win it back at 90%
-unstructured zeros; see docs/results/benchmark_sparse_*_cpu.md.
+tools/benchmark_dither_quantizer.py). Torch's CSR kernels and the row gather cannot win that
+back at 90% unstructured zeros; the native sparse products can, which is why the default
+quantizer is ``'native'`` (same fresh torch noise, Δ to float rounding, one kernel call) and
+linear and conv layers take the native products: whole dithered steps are then faster than
+dense ones here (docs/results/benchmark_sparse_steps_cpu.md, "Native sparse products").
 
 ``noise='pool'`` (CPU) replaces the per-element generator by reads from a pool of
 ``POOL_SIZE`` float32 U(0, 1) numbers (:class:`UniformPool`): each call takes the next window
@@ -82,11 +85,14 @@ fresh numbers (none reused, unlike the pool) made inside the native kernel, 3.4-
 than torch's CPU generator (2.5 ms against 8.4-11.5 ms per 2M numbers); the eager and
 compiled quantizers read the same stream, so every quantizer gives the same δ̃ for a given
 generator state. Where the kernel cannot be built: one warning, then the eager quantizer and
-fresh noise.
+fresh noise. The default since 2026-12-07 (with ``noise='fresh'``: the same torch numbers as
+the eager quantizer, laid out in memory order; for a channels-last δ with an explicit
+generator the eager one lays them out in NCHW order, so the two differ there in which element
+gets which number, not in distribution).
 
-Over 350 lines for a reason: the quantizer, its options and the three exact backward paths of
-the Linear Function (hook, CSR, row gather) with their automatic choice are one method, and
-nothing else imports their parts.
+Over 350 lines for a reason: the quantizer, its options and the exact backward paths of the
+linear and conv Functions (hook, native, CSR, row gather) with their automatic choice are one
+method, and nothing else imports their parts.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-SOURCE_VERSION = 9  # bump with any change to _SOURCE: the extension's name carries it
+SOURCE_VERSION = 10  # bump with any change to _SOURCE: the extension's name carries it
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -416,14 +416,25 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
     for (int64_t k = 0; k < nnz; ++k) ++cptr[col[k] + 1];
     for (int64_t j = 0; j < o; ++j) cptr[j + 1] += cptr[j];
     // per entry: the input row of tap (0, 0) and its (ih, iw), possibly in the padding (the
-    // divisions once per entry, not once per tap)
+    // divisions once per entry, not once per tap); a pointwise layer (a linear layer, a 1x1
+    // stride-1 convolution) reads input row r for output row r: no divisions, no bounds
+    const bool pointwise = taps == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
+                           g.h == g.hi && g.w == g.wi;
     std::vector<int64_t> cbase(nnz);
-    std::vector<int32_t> cih(nnz), ciw(nnz);
+    std::vector<int32_t> cih(pointwise ? 0 : nnz), ciw(pointwise ? 0 : nnz);
     std::vector<T> cval(nnz);
     {
       std::vector<int64_t> fill(cptr.begin(), cptr.end() - 1);
       for (int64_t r = 0; r < n; ++r) {
         if (ptr[r] == ptr[r + 1]) continue;
+        if (pointwise) {
+          for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
+            const int64_t at = fill[col[k]]++;
+            cbase[at] = r;
+            cval[at] = val[k];
+          }
+          continue;
+        }
         const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
         const int64_t ih = oh * g.sh - g.ph, iw = ow * g.sw - g.pw;
         const int64_t base = (b * g.hi + ih) * g.wi + iw;
@@ -458,6 +469,7 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
               // the input row that tap (i, t) of entry k reads, or the zero row
               const int64_t shift = i * g.wi + t;
               auto row_of = [&](int64_t k) -> const T* {
+                if (pointwise) return x + cbase[k] * c;
                 const int64_t ih = cih[k] + i, iw = ciw[k] + t;
                 if (ih < 0 || ih >= g.hi || iw < 0 || iw >= g.wi) return zeros.data();
                 return x + (cbase[k] + shift) * c;
