@@ -257,7 +257,8 @@ CONV_CASES = [  # (in, out, kernel, stride, padding, input hw)
     (16, 24, 3, 1, 1, 9),  # ResNet's 3x3
     (16, 24, 3, 2, 1, 9),  # strided, odd input: the last column is never read
     (20, 12, 1, 1, 0, 5),  # 1x1 (ConvNeXt-atto's MLP)
-    (20, 12, 1, 2, 0, 6),  # ResNet's downsample
+    (20, 12, 1, 2, 0, 6),  # ResNet's downsample (run as pointwise on every 2nd pixel)
+    (20, 12, 1, (2, 3), 0, 7),  # the same, odd sizes and unequal strides
     (8, 16, 2, 2, 0, 8),  # ConvNeXt's downsample
     (3, 8, 7, 2, 3, 12),  # a stem on RGB ('native' forces it; 'auto' keeps torch's kernels)
     (5, 7, (3, 1), (1, 2), (2, 0), (6, 5)),  # rectangular everything, padding > kernel / 2

@@ -56,6 +56,29 @@ def test_paired_delta_against_each_seeds_own_frontier():
     assert frontier.verdict(MeanSE(3.0, 0.4, 3)) == "above the frontier"
 
 
+def test_effective_flops_place_dither_at_its_density_scaled_cost():
+    """--flops effective: a dithered run is compared with dense at its effective FLOPs (dense
+    runs count the same either way); a summary without the measure has no Δ."""
+    summaries = {
+        "dense-50": {s: _summary("dense-50", s, 50, 60.0 + s) for s in range(3)},
+        "dense": {s: _summary("dense", s, 100, 70.0 + s) for s in range(3)},
+        "dither": {s: _summary("dither", s, 100, 64.0 + s) for s in range(3)},
+    }
+    for runs in summaries.values():
+        for s in runs.values():
+            s["flops_train_effective"] = dict(s["flops_train"])
+    for s in summaries["dither"].values():
+        s["flops_train_effective"]["value"] = 60  # 60% of dense: dense there 62 + seed
+    counted = {r["setting"]: r for r in frontier.frontier_rows(summaries)}["dither"]
+    effective = {r["setting"]: r for r in frontier.frontier_rows(summaries, "effective")}["dither"]
+    assert counted["delta"].mean == pytest.approx(-6.0) and counted["flops_pct"] == 100
+    assert effective["delta"].mean == pytest.approx(2.0) and effective["flops_pct"] == 60
+    assert effective["verdict"] == "above the frontier"  # SE 0: every seed +2
+    del summaries["dither"][0]["flops_train_effective"]
+    effective = {r["setting"]: r for r in frontier.frontier_rows(summaries, "effective")}["dither"]
+    assert effective["delta"].n == 2
+
+
 def test_training_domain_validation_picks_the_setting_and_ignores_the_test_domain():
     summaries = {"dense-50": {0: _summary("dense-50", 0, 50, 60.0)},
                  "dense": {0: _summary("dense", 0, 100, 70.0)},

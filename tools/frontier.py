@@ -189,19 +189,25 @@ def interpolate(x: float, points: list[tuple[float, float]]) -> tuple[float, boo
     raise AssertionError("unreachable")
 
 
-def _flops(s: dict) -> float | None:
-    return (s.get("flops_train") or {}).get("value")
+#: the cost axis: FlopCounterMode's training FLOPs as counted (dithered layers dense), or with
+#: each dithered layer's backward scaled by its measured density of δ̃ (what the native sparse
+#: products of linear and conv layers execute; dgsamp/cost/flops.py)
+FLOPS_MEASURES = {"counted": "flops_train", "effective": "flops_train_effective"}
 
 
-def equal_cost_dense(runs: dict[int, dict], frontier: dict[str, dict]
+def _flops(s: dict, measure: str = "counted") -> float | None:
+    return (s.get(FLOPS_MEASURES[measure]) or {}).get("value")
+
+
+def equal_cost_dense(runs: dict[int, dict], frontier: dict[str, dict], measure: str = "counted"
                      ) -> tuple[dict[int, float], bool]:
     """Per seed: the dense accuracy of that seed's frontier at the run's training FLOPs."""
     out, clamped = {}, False
     for seed, s in runs.items():
-        pts = [(_flops(f[seed]), f[seed]["accuracy"][METRIC]) for f in frontier.values()
-               if seed in f and _flops(f[seed]) is not None]
-        if len(pts) >= 2 and _flops(s) is not None:
-            out[seed], c = interpolate(_flops(s), pts)
+        pts = [(_flops(f[seed], measure), f[seed]["accuracy"][METRIC]) for f in frontier.values()
+               if seed in f and _flops(f[seed], measure) is not None]
+        if len(pts) >= 2 and _flops(s, measure) is not None:
+            out[seed], c = interpolate(_flops(s, measure), pts)
             clamped |= c
     return out, clamped
 
@@ -231,10 +237,11 @@ def _measure_ms(runs: dict[int, dict], key: str) -> tuple[MeanSE, str]:
     return mean_se(m.get("value") for m in ms), "; ".join(sources)
 
 
-def frontier_rows(summaries: dict[str, dict]) -> list[dict]:
-    """One row per setting: accuracy, costs and the paired Δ against equal-cost dense."""
+def frontier_rows(summaries: dict[str, dict], measure: str = "counted") -> list[dict]:
+    """One row per setting: accuracy, costs and the paired Δ against equal-cost dense, with
+    FLOPs ``measure`` ('counted' or 'effective', :data:`FLOPS_MEASURES`) as the cost."""
     frontier = {k: v for k, v in summaries.items() if k in DENSE}
-    dense_flops = mean_se(_flops(s) for s in summaries.get("dense", {}).values())
+    dense_flops = mean_se(_flops(s, measure) for s in summaries.get("dense", {}).values())
     rows = []
     for setting in [s for s in SETTINGS if s in summaries]:
         runs = summaries[setting]
@@ -242,13 +249,13 @@ def frontier_rows(summaries: dict[str, dict]) -> list[dict]:
         row = dict(setting=setting, n=len(runs), acc=mean_se(acc.values()),
                    acc_train=mean_se(s["accuracy"].get("acc/train_domains")
                                      for s in runs.values()),
-                   flops=mean_se(_flops(s) for s in runs.values()),
+                   flops=mean_se(_flops(s, measure) for s in runs.values()),
                    time=mean_se(s["time_train_s"].get("value") for s in runs.values()))
         row["energy"], row["energy_source"] = _measure_ms(runs, "energy_train_j")
         row["flops_pct"] = (100 * row["flops"].mean / dense_flops.mean
                             if row["flops"].mean and dense_flops.mean else None)
         if setting not in DENSE:
-            equal, row["clamped"] = equal_cost_dense(runs, frontier)
+            equal, row["clamped"] = equal_cost_dense(runs, frontier, measure)
             row["delta"] = paired_difference(acc, equal)
             row["verdict"] = verdict(row["delta"])
         rows.append(row)
@@ -270,10 +277,19 @@ def select_by_training_domains(rows: list[dict]) -> list[tuple[str, dict, list[s
 
 
 def write_frontier_report(rows: list[dict], backbone: str, test_domain: str, config: str,
-                          source: str, out_md: str) -> None:
-    lines = [f"# Frontier: {backbone} on StyledGlyphs, '{test_domain}' held out",
-             "", f"Written by `python tools/frontier.py --report-only` from "
+                          source: str, out_md: str, measure: str = "counted") -> None:
+    effective = measure == "effective"
+    lines = [f"# Frontier: {backbone} on StyledGlyphs, '{test_domain}' held out"
+             + (", at effective FLOPs" if effective else ""),
+             "", "Written by `python tools/frontier.py --report-only"
+             + (" --flops effective" if effective else "") + "` from "
              f"{source}/{backbone}/{test_domain}/*.json (config `{config}`). "
+             + ("FLOPs: FlopCounterMode's training FLOPs with each dithered layer's backward "
+                "scaled by its measured density of δ̃ (`flops_train_effective`): what the native "
+                "sparse products run for linear layers and convs with groups 1 and ≥ 16 input "
+                "channels; a dithered stem or depthwise conv runs dense, so for those this "
+                "under-counts. Other methods' counts are unchanged. " if effective else "")
+             +
              "n = seeds per cell. Δ: paired (same seed) difference to the dense accuracy "
              "interpolated on that seed's frontier at the method's training FLOPs "
              "(† = cost outside the frontier's range, compared with its nearest end). "
@@ -376,14 +392,17 @@ def report(args) -> None:
             write_benchmark_report(args.results_dir, backbone,
                                    osp.join(docs, f"frontier_benchmark_{backbone}.md"))
         for domain in args.test_domains if not args.benchmark else []:
-            rows = frontier_rows(load_summaries(args.results_dir, backbone, domain))
+            rows = frontier_rows(load_summaries(args.results_dir, backbone, domain), args.flops)
             if not rows:
                 continue
             stem = osp.join(docs, f"frontier_{backbone}" + ("" if domain == "sketch"
-                                                            else f"_{domain}"))
+                                                            else f"_{domain}")
+                            + ("_effective" if args.flops == "effective" else ""))
             write_frontier_report(rows, backbone, domain, osp.relpath(config, ROOT),
-                                  osp.relpath(args.results_dir, ROOT), stem + ".md")
-            plot_frontier(rows, f"StyledGlyphs, {backbone}, '{domain}' held out", stem + ".png")
+                                  osp.relpath(args.results_dir, ROOT), stem + ".md", args.flops)
+            title = f"StyledGlyphs, {backbone}, '{domain}' held out" + (
+                ", effective FLOPs" if args.flops == "effective" else "")
+            plot_frontier(rows, title, stem + ".png")
             print(f"[frontier] wrote {stem}.md and .png")
 
 
@@ -416,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
                                                      f"styled_glyphs_v{FORMAT_VERSION}"))
     p.add_argument("--report-dir", default=osp.join(ROOT, "docs", "results"))
     p.add_argument("--report-only", action="store_true", help="no training, only reports")
+    p.add_argument("--flops", choices=list(FLOPS_MEASURES), default="counted",
+                   help="cost axis: FLOPs as counted (dithered layers dense) or effective "
+                        "(dithered backward x density); reports get an _effective suffix")
     args = p.parse_args(argv)
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")

@@ -746,17 +746,27 @@ class _DitherConvFn(torch.autograd.Function):
             return dx, dw, db, None, None, None, None
         dq = _dither(dy, o, None)
         b, c_out, h, wo = dq.shape
-        c_in, hi, wi = x.shape[1:]
         kh, kw = w.shape[2:]
+        # a strided 1x1 conv reads every s-th pixel only: run it as a pointwise one on those
+        # (the channels-last copy of x and of dX shrink by sh·sw), dX zero elsewhere
+        strided_1x1 = (kh, kw, ph, pw) == (1, 1, 0, 0) and (sh, sw) != (1, 1)
+        xs = x[:, :, ::sh, ::sw] if strided_1x1 else x
+        geometry = (h, wo, h, wo, 1, 1, 1, 1, 0, 0) if strided_1x1 else \
+            (h, wo, x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw)
+        c_in, hi, wi = xs.shape[1:]
         rows = dq.permute(0, 2, 3, 1).reshape(-1, c_out)  # a copy unless dq is channels-last
         dx, dw, db, nnz, _ = products(
-            rows.contiguous(), x.permute(0, 2, 3, 1).to(dq.dtype).reshape(-1, c_in).contiguous(),
-            w.permute(0, 2, 3, 1).to(dq.dtype).reshape(c_out, -1).contiguous(),
-            (h, wo, hi, wi, kh, kw, sh, sw, ph, pw), *need)
+            rows.contiguous(), xs.permute(0, 2, 3, 1).to(dq.dtype).reshape(-1, c_in).contiguous(),
+            w.permute(0, 2, 3, 1).to(dq.dtype).reshape(c_out, -1).contiguous(), geometry, *need)
         _record_native(ctx.stats, nnz, dq.numel(), None)
         if dx is not None:
-            dx = dx.view(b, hi, wi, c_in).permute(0, 3, 1, 2).to(x.dtype).contiguous(
-                memory_format=_memory_format(x))
+            dx = dx.view(b, hi, wi, c_in).permute(0, 3, 1, 2).to(x.dtype)
+            if strided_1x1:
+                full = torch.zeros_like(x, memory_format=_memory_format(x))
+                full[:, :, ::sh, ::sw] = dx
+                dx = full
+            else:
+                dx = dx.contiguous(memory_format=_memory_format(x))
         if dw is not None:
             dw = dw.view(c_out, kh, kw, c_in).permute(0, 3, 1, 2).to(w.dtype).contiguous()
         return dx, dw, db, None, None, None, None
