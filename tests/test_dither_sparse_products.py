@@ -15,11 +15,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dgsamp.methods import dither_native
 from dgsamp.methods.dither import (
+    NATIVE_HALF_CHANNELS,
     NATIVE_MAX_DENSITY,
     DitherConv2d,
     DitherLinear,
     dither,
     dither_linear,
+    native_max_density,
 )
 from dgsamp.methods.dither_native import LINEAR
 
@@ -170,24 +172,34 @@ def test_native_path_is_unbiased():
 
 def test_auto_takes_the_native_products_while_the_density_is_low():
     """'auto' with the kernel built: the first backward and every one after a δ̃ at density ≤
-    NATIVE_MAX_DENSITY run the native products; after a denser δ̃ the hook path (autograd's
-    dense kernels, which does not write backward_path) — a function of the last measurement."""
+    native_max_density(in_features) run the native products; after a denser δ̃ the hook path
+    (autograd's dense kernels, which does not write backward_path) — a function of the last
+    measurement."""
     torch.manual_seed(7)
     lin = nn.Linear(32, 64)
     lin.__class__ = DitherLinear
     lin._sparse_init(scale=8.0, sparse_kernel="auto")
     x = torch.randn(50, 32)
     lin(x).backward(torch.randn(50, 64))
-    assert lin.backward_path == "native" and lin.grad_density < NATIVE_MAX_DENSITY
+    assert lin.backward_path == "native" and lin.grad_density < native_max_density(32)
     lin.set_sparsity(scale=0.05)  # a fine grid: almost no zeros
     lin(x).backward(torch.randn(50, 64))  # chosen from the last (sparse) measurement
-    assert lin.backward_path == "native" and lin.grad_density > NATIVE_MAX_DENSITY
+    assert lin.backward_path == "native" and lin.grad_density > native_max_density(32)
     lin.backward_path = None
     lin.set_sparsity(scale=8.0)
     lin(x).backward(torch.randn(50, 64))  # chosen from the dense measurement: the hook path
-    assert lin.backward_path is None and lin.grad_density < NATIVE_MAX_DENSITY
+    assert lin.backward_path is None and lin.grad_density < native_max_density(32)
     lin(x).backward(torch.randn(50, 64))
     assert lin.backward_path == "native"
+
+
+def test_the_auto_density_limit_grows_with_the_row_length():
+    """Short rows (few input channels) make each nonzero's vector FMA less efficient: the limit
+    is NATIVE_MAX_DENSITY · c / (c + NATIVE_HALF_CHANNELS), by hand for two widths."""
+    assert NATIVE_HALF_CHANNELS == 24 and NATIVE_MAX_DENSITY == 0.3
+    assert native_max_density(24) == pytest.approx(0.15)
+    assert native_max_density(72) == pytest.approx(0.225)
+    assert native_max_density(16) < native_max_density(64) < native_max_density(768) < 0.3
 
 
 def test_flop_counter_sees_the_dense_products():
@@ -312,7 +324,7 @@ def test_conv_native_path_gives_torchs_gradients_on_the_same_dither(case, channe
 def test_conv_auto_chooses_by_shape_and_last_density():
     """'auto': groups > 1 (depthwise), dilation, string padding and an RGB stem keep the hook
     path; a plain conv takes the native products until a backward measures a density above
-    NATIVE_MAX_DENSITY."""
+    native_max_density(in_channels)."""
     from dgsamp.methods.dither import NATIVE_MIN_CHANNELS
 
     def layer(*args, **kw):
@@ -331,10 +343,10 @@ def test_conv_auto_chooses_by_shape_and_last_density():
     assert 3 < NATIVE_MIN_CHANNELS and stem.backward_path is None
     conv = layer(32, 16, 3, padding=1)
     conv(x).backward(torch.randn(2, 16, 8, 8))
-    assert conv.backward_path == "native" and conv.grad_density < NATIVE_MAX_DENSITY
+    assert conv.backward_path == "native" and conv.grad_density < native_max_density(32)
     conv.set_sparsity(scale=0.05)
     conv(x).backward(torch.randn(2, 16, 8, 8))
-    assert conv.backward_path == "native" and conv.grad_density > NATIVE_MAX_DENSITY
+    assert conv.backward_path == "native" and conv.grad_density > native_max_density(32)
     conv.backward_path = None
     conv(x).backward(torch.randn(2, 16, 8, 8))  # chosen from the dense measurement
     assert conv.backward_path is None

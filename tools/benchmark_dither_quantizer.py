@@ -40,7 +40,8 @@ from dgsamp.methods.patch import patch  # noqa: E402
 
 dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
 
-SETTINGS = {"eager_fresh": {"quantizer": "eager"}, "eager_pool": {"noise": "pool"},
+SETTINGS = {"eager_fresh": {"quantizer": "eager"},
+            "eager_pool": {"noise": "pool", "quantizer": "eager"},
             "compiled_pool": {"noise": "pool", "quantizer": "compiled"},
             "native_fresh": {"quantizer": "native"},
             "native_pool": {"noise": "pool", "quantizer": "native"},

@@ -122,6 +122,7 @@ __all__ = [
     "dither_grad",
     "dither_linear",
     "dither_quantize",
+    "native_max_density",
 ]
 
 DITHER_MODES = ("std", "max")
@@ -133,11 +134,15 @@ GATHER_MIN_ZERO = 0.125
 INT8_MAX = 127
 NOISES = ("fresh", "pool", "philox")
 SPARSE_KERNELS = ("auto", "native", "gather", True, False)
-#: ``sparse_kernel='auto'`` runs a linear layer's backward on the native sparse products when
-#: its previous δ̃ had at most this density (and on its first backward); above it the hook path
-#: (torch's dense kernels). Measured break-even on this CPU: see NATIVE_MAX_DENSITY's section
-#: in docs/results/benchmark_sparse_steps_cpu.md
+#: ``sparse_kernel='auto'`` runs a layer's backward on the native sparse products when its
+#: previous δ̃ had at most NATIVE_MAX_DENSITY · c / (c + NATIVE_HALF_CHANNELS) nonzeros, c its
+#: input channels / features (each nonzero is one vector FMA over c numbers per kernel tap, so
+#: short rows pay less), and on its first backward; above it the hook path (torch's dense
+#: kernels). Break-even measured on this CPU: ~0.4 for ViT-tiny's linear layers (c = 192-768),
+#: ~0.25 for 3x3 convs with c = 64, ~0.14 with c = 24-32 (docs/results/
+#: benchmark_sparse_steps_cpu.md, "Native sparse products")
 NATIVE_MAX_DENSITY = 0.3
+NATIVE_HALF_CHANNELS = 24
 #: convolutions with fewer input channels (a stem on RGB) keep torch's kernels under 'auto':
 #: the native products' vector FMAs run over rows of in_channels numbers
 NATIVE_MIN_CHANNELS = 16
@@ -158,6 +163,12 @@ def check_scale(scale: Any) -> float:
     if not (s > 0.0) or math.isinf(s):
         raise ValueError(f"dither scale must be a positive finite number (s > 0), got {scale!r}")
     return s
+
+
+def native_max_density(channels: int) -> float:
+    """The density of δ̃ up to which ``sparse_kernel='auto'`` runs a layer with ``channels``
+    input channels (features) on the native sparse products (see NATIVE_MAX_DENSITY)."""
+    return NATIVE_MAX_DENSITY * channels / (channels + NATIVE_HALF_CHANNELS)
 
 
 def _check_mode(mode: str) -> None:
@@ -877,14 +888,15 @@ class _DitherMixin:
     def _native_pays(self, input: Tensor) -> bool:
         """``sparse_kernel='auto'``: whether the native sparse products run this backward:
         on the first backward (the default scale leaves ~5-10% nonzeros) and whenever the
-        previous one measured a density ≤ ``NATIVE_MAX_DENSITY``. Deterministic: a function of
-        the last measurement. False where they cannot run (off CPU, other dtypes, no
-        extension)."""
+        previous one measured a density ≤ :func:`native_max_density` of its input channels.
+        Deterministic: a function of the last measurement. False where they cannot run (off
+        CPU, other dtypes, no extension)."""
         if input.device.type != "cpu" or input.dtype not in (torch.float32, torch.float64) or \
                 dither_native.sparse_grads() is None:
             return False
+        c = self.in_channels if isinstance(self, nn.Conv2d) else self.in_features
         return self._grad_nnz is None or not self._grad_numel or \
-            float(self._grad_nnz) / self._grad_numel <= NATIVE_MAX_DENSITY
+            float(self._grad_nnz) / self._grad_numel <= native_max_density(c)
 
 
 class DitherConv2d(_DitherMixin, nn.Conv2d):

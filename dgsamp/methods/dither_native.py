@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-SOURCE_VERSION = 10  # bump with any change to _SOURCE: the extension's name carries it
+SOURCE_VERSION = 12  # bump with any change to _SOURCE: the extension's name carries it
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -62,6 +62,7 @@ _SOURCE = r"""
 
 namespace {
 constexpr int64_t kChunk = 1 << 16;  // stats chunk: fixed, so the sum order is fixed too
+constexpr int64_t kSortBlocks = 64;  // row blocks of the sparse products' parallel transpose
 
 struct Stats { double lo, hi, s, s2; };
 
@@ -411,10 +412,30 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
   if (need_dw || need_db) {
     // dW[o] gathers the nonzeros of column o in row order: transpose the nonzero lists
     // (counting sort, stable, so each column's rows stay ascending)
+    // a counting sort in row blocks, in parallel: counts per (block, column), offsets, fill;
+    // blocks are ascending row ranges, so every column's entries stay in ascending rows
+    // whatever the number of blocks or threads
     const int64_t nnz = ptr[n];
+    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(n, kSortBlocks));
+    const int64_t per_block = (n + blocks - 1) / blocks;
+    std::vector<int64_t> offset(blocks * o, 0);  // count, then first slot, per (block, column)
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        int64_t* count = offset.data() + blk * o;
+        const int64_t r1 = std::min(n, (blk + 1) * per_block);
+        for (int64_t k = ptr[std::min(n, blk * per_block)]; k < ptr[r1]; ++k) ++count[col[k]];
+      }
+    });
     std::vector<int64_t> cptr(o + 1, 0);
-    for (int64_t k = 0; k < nnz; ++k) ++cptr[col[k] + 1];
-    for (int64_t j = 0; j < o; ++j) cptr[j + 1] += cptr[j];
+    for (int64_t j = 0, at = 0; j < o; ++j) {
+      cptr[j] = at;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t c = offset[blk * o + j];
+        offset[blk * o + j] = at;
+        at += c;
+      }
+    }
+    cptr[o] = nnz;
     // per entry: the input row of tap (0, 0) and its (ih, iw), possibly in the padding (the
     // divisions once per entry, not once per tap); a pointwise layer (a linear layer, a 1x1
     // stride-1 convolution) reads input row r for output row r: no divisions, no bounds
@@ -423,30 +444,33 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
     std::vector<int64_t> cbase(nnz);
     std::vector<int32_t> cih(pointwise ? 0 : nnz), ciw(pointwise ? 0 : nnz);
     std::vector<T> cval(nnz);
-    {
-      std::vector<int64_t> fill(cptr.begin(), cptr.end() - 1);
-      for (int64_t r = 0; r < n; ++r) {
-        if (ptr[r] == ptr[r + 1]) continue;
-        if (pointwise) {
+    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        int64_t* fill = offset.data() + blk * o;
+        const int64_t r1 = std::min(n, (blk + 1) * per_block);
+        for (int64_t r = std::min(n, blk * per_block); r < r1; ++r) {
+          if (ptr[r] == ptr[r + 1]) continue;
+          if (pointwise) {
+            for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
+              const int64_t at = fill[col[k]]++;
+              cbase[at] = r;
+              cval[at] = val[k];
+            }
+            continue;
+          }
+          const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
+          const int64_t ih = oh * g.sh - g.ph, iw = ow * g.sw - g.pw;
+          const int64_t base = (b * g.hi + ih) * g.wi + iw;
           for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
             const int64_t at = fill[col[k]]++;
-            cbase[at] = r;
+            cbase[at] = base;
+            cih[at] = static_cast<int32_t>(ih);
+            ciw[at] = static_cast<int32_t>(iw);
             cval[at] = val[k];
           }
-          continue;
-        }
-        const int64_t b = r / per_image, oh = (r % per_image) / g.w, ow = r % g.w;
-        const int64_t ih = oh * g.sh - g.ph, iw = ow * g.sw - g.pw;
-        const int64_t base = (b * g.hi + ih) * g.wi + iw;
-        for (int64_t k = ptr[r]; k < ptr[r + 1]; ++k) {
-          const int64_t at = fill[col[k]]++;
-          cbase[at] = base;
-          cih[at] = static_cast<int32_t>(ih);
-          ciw[at] = static_cast<int32_t>(iw);
-          cval[at] = val[k];
         }
       }
-    }
+    });
     if (need_db) {
       db = torch::empty({o}, x_t.options());
       T* out = db.data_ptr<T>();
@@ -460,8 +484,8 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, int64_t, int64_t> run_pr
       dw = torch::zeros({o, kc}, w_t.options());
       T* out = dw.data_ptr<T>();
       const std::vector<T> zeros(c, T(0));  // the padding's input row
-      const int64_t grain = std::max<int64_t>(1, kChunk / std::max<int64_t>(kc, 1));
-      at::parallel_for(0, o, grain, [&](int64_t j0, int64_t j1) {
+      // one column is nnz(column) * taps axpys of c: enough work to split at any column
+      at::parallel_for(0, o, 1, [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) {
           for (int64_t i = 0; i < g.kh; ++i)
             for (int64_t t = 0; t < g.kw; ++t) {
@@ -540,10 +564,14 @@ def _flags() -> list[str]:
 
     No -ffast-math: NaN must stay NaN. No FMA contraction: δ·(1/Δ) + u rounds as in eager.
     -fno-trapping-math: without it GCC will not vectorise floor (FP exception flags are not
-    something any caller reads). The flags are part of the build's hash, so a cache shared
-    with a CPU of another ISA rebuilds instead of loading code it cannot run.
+    something any caller reads). -fopenmp: ``at::parallel_for`` is a header template whose
+    OpenMP pragmas are compiled into *this* library; without the flag every loop of the kernel
+    ran on one thread (torch's own kernels on all of them). The library then needs
+    libgomp.so.1, which torch has already loaded (its wheel ships one): the same runtime. The
+    flags are part of the build's hash, so a cache shared with a CPU of another ISA rebuilds
+    instead of loading code it cannot run.
     """
-    flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
+    flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     capability = torch.backends.cpu.get_cpu_capability()
     if capability == "AVX512":
         flags += ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw"]
@@ -568,7 +596,7 @@ def _module():
                     name=f"dgsamp_dither_v{SOURCE_VERSION}", cpp_sources=_SOURCE,
                     functions=["dither_fused", "philox_uniform", "philox_block",
                                "sparse_grads"],
-                    extra_cflags=_flags(), verbose=False)
+                    extra_cflags=_flags(), extra_ldflags=["-fopenmp"], verbose=False)
             except Exception as err:  # noqa: BLE001  (no compiler, no ninja, ...: say why)
                 first = str(err).strip().splitlines()
                 _STATE["error"] = f"{type(err).__name__}: {first[0] if first else ''}"
