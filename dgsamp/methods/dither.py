@@ -23,8 +23,10 @@ paths in :class:`_DitherLinearFn`, each giving the dense products' dX, dW, db on
   :func:`.dither_native.sparse_grads` lists δ̃'s nonzeros by row and by column and
   runs each as one vector FMA over a contiguous row (dX row r += δ̃[r, c]·W row c; dW row c +=
   δ̃[r, c]·x row r): 2·nnz·in FMAs instead of 2·rows·out·in. Unstructured zeros are what it
-  exploits (no row or column needs to be empty); at ~10% density it is 2-6x faster than the
-  dense products on ViT-tiny's shapes on this CPU;
+  exploits (no row or column needs to be empty); at ~10% density it is 3-4x faster than the
+  dense products on ViT-tiny's shapes on this CPU, break-even near 40%. Convolutions (groups
+  1, zero padding, dilation 1) take the same kernel through :class:`_DitherConvFn`: one FMA
+  per nonzero and kernel tap over x's channels-last rows;
 - *gather*: the rows of δ̃ (tokens) that are entirely zero are dropped from both products
   (dX rows stay zero, dW = δ̃[rows]ᵀ x[rows]). Unstructured 90% zeros leave almost no zero row
   (0.9^C), but a ViT's last block only back-propagates through the class token (99.5% zero
@@ -34,15 +36,16 @@ paths in :class:`_DitherLinearFn`, each giving the dense products' dX, dW, db on
 
 ``sparse_kernel='auto'`` (default) decides per layer from what its previous backward measured
 (deterministic for a given shape and measurement). Where the native products run: them, on
-the first backward and whenever that density was ≤ ``NATIVE_MAX_DENSITY``, else the *hook
-path* (δ̃ handed to native autograd's dense kernels). Elsewhere (no compiler, off CPU): CSR
-when that density was ≤ ``sparse_threshold`` (0.04), the gather when ≥ ``GATHER_MIN_ZERO`` of
-the rows were all zero, otherwise the hook path, which costs less than the Python Function's
-own dense branch. ``'native'`` forces the native products (one warning and torch's kernels
-where they cannot be built), ``True`` CSR, ``'gather'`` the gather, ``False`` always the hook
-path. Under a ``TorchDispatchMode`` (``FlopCounterMode``) torch's kernels run, so that the
-counter sees the products (cost/flops.py scales them by the density: for the native path that
-*is* the work done). Conv layers run dense kernels on δ̃ (no sparse conv formulation here).
+the first backward and whenever that density was ≤ :func:`native_max_density` of the layer's
+input channels (convs: only with ≥ ``NATIVE_MIN_CHANNELS``), else the *hook path* (δ̃ handed
+to native autograd's dense kernels; depthwise and dilated convs always). Elsewhere (no
+compiler, off CPU): CSR when that density was ≤ ``sparse_threshold`` (0.04), the gather when ≥
+``GATHER_MIN_ZERO`` of the rows were all zero, otherwise the hook path, which costs less than
+the Python Function's own dense branch. ``'native'`` forces the native products (one warning
+and torch's kernels where they cannot be built), ``True`` CSR, ``'gather'`` the gather,
+``False`` always the hook path. Under a ``TorchDispatchMode`` (``FlopCounterMode``) torch's
+kernels run, so that the counter sees the products (cost/flops.py scales them by the density:
+for the native path that *is* the arithmetic done).
 
 Cost on this CPU: the eager quantization is ~7 memory passes plus one uniform random number
 per element (torch's CPU mt19937, ~3 ns per element unloaded), 4.3-4.7 ns per element in all;
