@@ -7,9 +7,12 @@ passes: ``FlopCounterMode`` attributes backward FLOPs to modules through hooks i
 forward's tensors, so a counter opened only for the backward would see everything as "Global".
 
 Counts are the formulas' dense, shape-based numbers. Sliced kernels (ssProp) really run smaller
-shapes, so they are counted smaller. Dithered layers run dense kernels on a sparse δ̃; for those
-the *effective* backward count, ``dense backward of the module × grad_density`` (nnz/numel of δ̃),
-stands beside the dense one: it is what a sparse kernel would have to do, not what ran.
+shapes, so they are counted smaller. Dithered layers are counted dense (under the counter they
+run torch's dense kernels); the *effective* backward count, ``dense backward of the module ×
+grad_density`` (nnz/numel of δ̃), stands beside it: the arithmetic of dgsamp's native sparse
+products, which dithered linear layers and convs (groups 1, ≥ 16 input channels) run on CPU
+outside the counter; for the other dithered layers (depthwise, stems, off CPU) it is what a
+sparse kernel would have to do, not what ran. Neither counts the quantizer.
 
 Plain PyTorch: no mmengine here (the hook in `dgsamp.engine.cost_hook` drives it).
 """
