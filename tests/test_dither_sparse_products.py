@@ -367,3 +367,20 @@ def test_conv_without_the_kernel_runs_torchs_backward_on_the_same_dither(unbuilt
     assert conv.backward_path == "dense"
     ref(x).backward(dither(dy, scale=4.0, generator=torch.Generator().manual_seed(1)))
     torch.testing.assert_close(conv.weight.grad, ref.weight.grad, atol=1e-10, rtol=0)
+
+
+def test_conv_under_cpu_autocast_falls_back_to_torchs_backward():
+    """bfloat16 δ (an autocast forward) is not the native kernel's: torch's backward on δ̃ cast
+    to the input's dtype, gradients in the parameters' dtype."""
+    torch.manual_seed(13)
+    conv = nn.Conv2d(16, 8, 3, padding=1)
+    conv.__class__ = DitherConv2d
+    conv._sparse_init(scale=8.0)
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16
+    y.float().pow(2).sum().backward()
+    assert conv.backward_path == "dense"
+    assert x.grad.dtype == conv.weight.grad.dtype == torch.float32
+    assert torch.isfinite(conv.weight.grad).all() and conv.weight.grad.abs().sum() > 0

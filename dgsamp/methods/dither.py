@@ -749,8 +749,8 @@ class _DitherConvFn(torch.autograd.Function):
         need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2])
         products = _native_products(o, dy)
-        if products is None:
-            dq = _dither(dy, o, ctx.stats)
+        if products is None:  # (an autocast forward's low-precision δ back to x's dtype)
+            dq = _dither(dy, o, ctx.stats).to(x.dtype)
             dx, dw, db = torch.ops.aten.convolution_backward(
                 dq, x, w, [w.shape[0]] if ctx.has_bias else None, [sh, sw], [ph, pw], [1, 1],
                 False, [0, 0], 1, list(need))
