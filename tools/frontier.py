@@ -330,7 +330,8 @@ def write_frontier_report(rows: list[dict], backbone: str, test_domain: str, con
         fh.write("\n".join(lines) + "\n")
 
 
-def plot_frontier(rows: list[dict], title: str, out_png: str) -> None:
+def plot_frontier(rows: list[dict], title: str, out_png: str,
+                  xlabel: str = "training FLOPs (10^12, FlopCounterMode)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -348,7 +349,7 @@ def plot_frontier(rows: list[dict], title: str, out_png: str) -> None:
             ax.errorbar(r["flops"].mean / 1e12, r["acc"].mean, yerr=r["acc"].se or 0,
                         marker="s", linestyle="none", capsize=3, label=f"{r['setting']} "
                         f"(n={r['n']})")
-    ax.set_xlabel("training FLOPs (10^12, FlopCounterMode)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("held-out accuracy (%), mean ± SE over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -402,7 +403,9 @@ def report(args) -> None:
                                   osp.relpath(args.results_dir, ROOT), stem + ".md", args.flops)
             title = f"StyledGlyphs, {backbone}, '{domain}' held out" + (
                 ", effective FLOPs" if args.flops == "effective" else "")
-            plot_frontier(rows, title, stem + ".png")
+            plot_frontier(rows, title, stem + ".png", *(
+                ["effective training FLOPs (10^12, FlopCounterMode, dithered backward x "
+                 "density)"] if args.flops == "effective" else []))
             print(f"[frontier] wrote {stem}.md and .png")
 
 
