@@ -35,3 +35,15 @@ def tiny_options(work_dir: Path, epochs: int = 2, **extra) -> list[str]:
 @pytest.fixture
 def main_config() -> str:
     return str(MAIN_CONFIG)
+
+
+@pytest.fixture
+def native_unbuilt(monkeypatch):
+    """As on a machine where dgsamp's C++ extension (dgsamp.methods.dither_native) cannot be
+    built: every native path falls back, and its one warning per process is due again."""
+    import importlib
+
+    from dgsamp.methods import dither_native
+
+    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
+    monkeypatch.setattr(importlib.import_module("dgsamp.methods.dither"), "_NATIVE_WARNED", [])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import pytest
@@ -150,18 +149,11 @@ def test_modules_record_grad_density():
     assert lin.grad_density == 1.0 and not lin.enabled
 
 
-@pytest.fixture
-def torch_paths_only(monkeypatch):
-    """As where dgsamp's C++ extension cannot be built: 'auto' chooses among torch's kernels
-    (with it, 'auto' runs the native sparse products: tests/test_dither_sparse_products.py)."""
-    from dgsamp.methods import dither_native
-
-    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
-    dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module
-    monkeypatch.setattr(dither_mod, "_NATIVE_WARNED", [True])  # its warning: test_dither_native
-
-
-def test_auto_sparse_kernel_only_at_low_density(torch_paths_only):
+# without the extension 'auto' chooses among torch's kernels (with it, the native sparse
+# products: tests/test_dither_sparse_products.py); the quantizer's fallback warning is
+# test_dither_native's subject
+@pytest.mark.filterwarnings("ignore:dither quantizer='native' needs")
+def test_auto_sparse_kernel_only_at_low_density(native_unbuilt):
     """Without the native products 'auto' decides from the previous backward's measurement:
     the first backward and every one after a dense-looking δ̃ take the hook path (native dense
     kernels); after a δ̃ at or below the density threshold the next one goes through the CSR
@@ -188,7 +180,8 @@ def test_auto_sparse_kernel_only_at_low_density(torch_paths_only):
     assert lin.backward_path is None
 
 
-def test_auto_gathers_only_when_whole_rows_are_zero(torch_paths_only):
+@pytest.mark.filterwarnings("ignore:dither quantizer='native' needs")
+def test_auto_gathers_only_when_whole_rows_are_zero(native_unbuilt):
     """Rows of δ̃ (tokens) that are entirely zero are dropped from both products once the last
     backward saw at least GATHER_MIN_ZERO of them; the same shape and measurement always gives
     the same choice, and the gradients are those of the dense products on the same δ̃."""

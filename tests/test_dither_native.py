@@ -115,9 +115,7 @@ def test_native_step_edge_cases_match_eager():
 # runs those for every fused quantizer (test_fused_quantizers_*)
 
 
-def test_native_quantizer_and_philox_noise_fall_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
-    monkeypatch.setattr(dither_mod, "_NATIVE_WARNED", [])
+def test_native_quantizer_and_philox_noise_fall_back_with_one_warning(native_unbuilt):
     dy = torch.randn(100)
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*eager quantizer"):
         out = dither(dy, quantizer="native")

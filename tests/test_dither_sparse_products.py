@@ -4,7 +4,6 @@ and DitherConv2d take with ``sparse_kernel='auto'`` or ``'native'``, and its fal
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import pytest
@@ -25,20 +24,11 @@ from dgsamp.methods.dither import (
 )
 from dgsamp.methods.dither_native import LINEAR
 
-dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
-
 
 @pytest.fixture(scope="module", autouse=True)
 def built():
     """Every test here needs the kernel; a build failure is an error, never a skip."""
     assert dither_native.sparse_grads() is not None, dither_native.build_error()
-
-
-@pytest.fixture
-def unbuilt(monkeypatch):
-    """As on a machine where the extension cannot be built."""
-    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
-    monkeypatch.setattr(dither_mod, "_NATIVE_WARNED", [])
 
 
 def _dithered(n: int, o: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
@@ -217,7 +207,7 @@ def test_flop_counter_sees_the_dense_products():
     assert counter.get_total_flops() == 2 * (2 * 10 * 16 * 8)  # dX and dW
 
 
-def test_without_the_kernel_auto_keeps_the_torch_paths_and_native_warns_once(unbuilt):
+def test_without_the_kernel_auto_keeps_the_torch_paths_and_native_warns_once(native_unbuilt):
     torch.manual_seed(8)
     lin = nn.Linear(12, 20).double()
     lin.__class__ = DitherLinear
@@ -352,7 +342,7 @@ def test_conv_auto_chooses_by_shape_and_last_density():
     assert conv.backward_path is None
 
 
-def test_conv_without_the_kernel_runs_torchs_backward_on_the_same_dither(unbuilt):
+def test_conv_without_the_kernel_runs_torchs_backward_on_the_same_dither(native_unbuilt):
     torch.manual_seed(12)
     conv = nn.Conv2d(16, 8, 3, padding=1).double()
     ref = nn.Conv2d(16, 8, 3, padding=1).double()

@@ -8,10 +8,11 @@ digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 
 = 8). Steps: ``dither`` is the default (native quantizer, fresh noise, the native sparse
 products where they apply), ``dither_eager`` the same with the eager quantizer,
 ``dither_native`` with Philox noise, ``dither_dense`` the old default (eager quantizer, torch's
-dense kernels everywhere). Layers: ``dither`` etc. are the hook path with each quantizer
-(``dither_pool``: pooled noise, ``dither_compiled``: the compiled quantizer), ``dither_auto``
-what a patched layer does. ``--products`` adds the native products against dense ones by
-density. Layers also get a
+dense kernels everywhere). Layers: ``dither`` is the hook path with the eager quantizer; on
+convs ``dither_pool`` (pooled noise), ``dither_compiled`` and ``dither_native`` (Philox) are
+the hook path with those quantizers, on linear layers they are patched layers and so take the
+native products too; ``dither_auto`` is what a patched layer does by default. ``--products``
+adds the native products against dense ones by density. Layers also get a
 masked-dY variant (top-k channels kept by zeroing dY: the full-size kernels still run), for
 linear layers the CSR sparse-kernel dither path, for depthwise convs the sliced backward
 (``ssprop0.5_sliced``) beside what a patched layer does (``ssprop0.5``: sliced or dense backward as

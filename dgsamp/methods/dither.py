@@ -888,18 +888,20 @@ class _DitherMixin:
         if changes:
             self.sparse_options = replace(self.sparse_options, **changes)
 
-    def _native_pays(self, input: Tensor) -> bool:
-        """``sparse_kernel='auto'``: whether the native sparse products run this backward:
-        on the first backward (the default scale leaves ~5-10% nonzeros) and whenever the
-        previous one measured a density ≤ :func:`native_max_density` of its input channels.
-        Deterministic: a function of the last measurement. False where they cannot run (off
-        CPU, other dtypes, no extension)."""
-        if input.device.type != "cpu" or input.dtype not in (torch.float32, torch.float64) or \
-                dither_native.sparse_grads() is None:
-            return False
-        c = self.in_channels if isinstance(self, nn.Conv2d) else self.in_features
+    @staticmethod
+    def _native_available(input: Tensor) -> bool:
+        """Whether the native sparse products can run on this input (CPU, float32/float64,
+        the extension built)."""
+        return input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) \
+            and dither_native.sparse_grads() is not None
+
+    def _native_pays(self, channels: int) -> bool:
+        """``sparse_kernel='auto'``, where the native products are available: whether they run
+        this backward: on the first backward (the default scale leaves ~5-10% nonzeros) and
+        whenever the previous one measured a density ≤ :func:`native_max_density` of the
+        layer's input ``channels``. Deterministic: a function of the last measurement."""
         return self._grad_nnz is None or not self._grad_numel or \
-            float(self._grad_nnz) / self._grad_numel <= native_max_density(c)
+            float(self._grad_nnz) / self._grad_numel <= native_max_density(channels)
 
 
 class DitherConv2d(_DitherMixin, nn.Conv2d):
@@ -911,7 +913,7 @@ class DitherConv2d(_DitherMixin, nn.Conv2d):
             return super()._conv_forward(input, weight, bias)
         if self._native_shape(input) and (o.sparse_kernel == "native" or (
                 o.sparse_kernel == "auto" and self.in_channels >= NATIVE_MIN_CHANNELS
-                and self._native_pays(input))):
+                and self._native_available(input) and self._native_pays(self.in_channels))):
             return _DitherConvFn.apply(input, weight, bias, self.stride, self.padding, o, self)
         return _mark(super()._conv_forward(input, weight, bias), o, self)
 
@@ -945,9 +947,8 @@ class DitherLinear(_DitherMixin, nn.Linear):
         hook path: the same δ̃ into native autograd's dense kernels, which on this CPU costs
         ~10% of a ViT-tiny step less than the Python Function's dense branch.
         """
-        if input.device.type == "cpu" and input.dtype in (torch.float32, torch.float64) and \
-                dither_native.sparse_grads() is not None:
-            return self._native_pays(input)
+        if self._native_available(input):
+            return self._native_pays(self.in_features)
         if input.device.type != "cpu" or self._grad_nnz is None or not self._grad_numel:
             return False
         density = float(self._grad_nnz) / self._grad_numel
