@@ -38,11 +38,13 @@ def test_philox_uniforms_follow_the_documented_layout_and_are_uniform():
     """Element t*1024 + w*256 + j is word w of block t*256 + j, top 24 bits / 2^24."""
     seed = (7 << 32) | 3  # key words (3, 7)
     u = dither_native.philox_uniform(3000, seed)
-    for i in (0, 1, 255, 256, 1023, 1024, 2999):
+    expected = []  # every element: the AVX-512 tile (16 blocks per lane vector) and the tail
+    for i in range(3000):
         t, rem = divmod(i, 1024)
         w, j = divmod(rem, 256)
         word = dither_native.philox_block([t * 256 + j, 0, 0, 0], [3, 7])[w]
-        assert u[i].item() == (word >> 8) / 2 ** 24
+        expected.append((word >> 8) / 2 ** 24)
+    assert u.tolist() == expected
     big = dither_native.philox_uniform(200_000, 11).double()
     assert 0.0 <= big.min() and big.max() < 1.0
     assert abs(big.mean().item() - 0.5) < 5 * (1 / 12 / big.numel()) ** 0.5
@@ -81,34 +83,36 @@ def test_native_step_is_the_float64_formula_and_ignores_the_thread_count():
     d64 = dy.double()
     for mode, scale, want in (("std", 4.0, 4.0 * d64.std()), ("max", 0.5, 0.5 * d64.abs().max()),
                               ("std", 1e-9, d64.abs().max() / 127)):
-        _, _, _, delta = fn(dy, u, 0, scale, mode == "std", 0)
+        _, _, _, delta = fn(dy, u, None, scale, mode == "std", False)
         assert delta == pytest.approx(float(want), rel=1e-6)
     threads = torch.get_num_threads()
+    rows = dy.view(50_000, 4)
     try:
         torch.set_num_threads(1)
-        one = fn(dy, None, 5, 2.0, True, 100)
+        one = fn(rows, None, torch.Generator().manual_seed(5), 2.0, True, True)
         torch.set_num_threads(2)
-        two = fn(dy, None, 5, 2.0, True, 100)
+        two = fn(rows, None, torch.Generator().manual_seed(5), 2.0, True, True)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], two[0]) and one[1:] == two[1:]
+    assert 0 < one[2] < 1  # the zero-row fraction, counted (rows of 4)
 
 
 def test_native_step_edge_cases_match_eager():
     """All zeros → Δ = 1 (δ̃ = 0); a NaN or an infinity → Δ = 1 as in eager, NaN stays."""
     fn = dither_native.kernel()
     u = torch.full((8,), 0.5)
-    out, nnz, _, delta = fn(torch.zeros(8), u, 0, 2.0, True, 0)
+    out, nnz, _, delta = fn(torch.zeros(8), u, None, 2.0, True, False)
     assert delta == 1.0 and nnz == 0 and not out.any()
     for bad in (float("nan"), float("inf")):
         d = torch.ones(8)
         d[3] = bad
         eager = dither_mod._step(d, 2.0, "std").item()
-        _, _, _, delta = fn(d, u, 0, 2.0, True, 0)
+        _, _, _, delta = fn(d, u, None, 2.0, True, False)
         assert delta == eager == 1.0
     d = torch.ones(8)
     d[3] = float("nan")
-    assert torch.isnan(fn(d, u, 0, 2.0, False, 0)[0][3])
+    assert torch.isnan(fn(d, u, None, 2.0, False, False)[0][3])
 
 
 # unbiasedness, zero probabilities, channels-last and the recorded counts: tests/test_dither.py
@@ -130,16 +134,27 @@ def test_native_quantizer_and_philox_noise_fall_back_with_one_warning(native_unb
         DitherOptions(noise="philox10")
 
 
-def test_native_kernel_rejects_what_it_cannot_read():
+def test_native_kernel_declines_what_it_cannot_read_and_rejects_bad_noise():
+    """None (the caller falls back) for layouts and dtypes it does not read; an error for
+    noise that does not fit the gradient (a caller's bug)."""
     fn = dither_native.kernel()
-    with pytest.raises(RuntimeError, match="contiguous 1-d"):
-        fn(torch.randn(4, 4), None, 0, 1.0, True, 0)
-    with pytest.raises(RuntimeError, match="as long as d"):
-        fn(torch.randn(8), torch.rand(7), 0, 1.0, True, 0)
-    with pytest.raises(RuntimeError, match="width"):
-        fn(torch.randn(8), None, 0, 1.0, True, 3)
-    with pytest.raises(RuntimeError, match="float32 or float64"):
-        fn(torch.randn(8).half(), None, 0, 1.0, True, 0)
+    assert fn(torch.randn(1), None, None, 1.0, True, False) is None
+    assert fn(torch.randn(8).half(), None, None, 1.0, True, False) is None
+    with pytest.raises(RuntimeError, match="as long as dy"):
+        fn(torch.randn(8), torch.rand(7), None, 1.0, True, False)
+    with pytest.raises(RuntimeError, match="differ in dtype"):
+        fn(torch.randn(8), torch.rand(8, dtype=torch.float64), None, 1.0, True, False)
+    # any dense layout: δ̃ keeps the strides, rows are counted only when row-major
+    dy = torch.randn(6, 5, 4).permute(2, 0, 1)
+    out, nnz, zero_rows, _ = fn(dy, None, torch.Generator().manual_seed(0), 1.0, True, True)
+    assert out.stride() == dy.stride() and zero_rows == -1.0
+    assert nnz == int((out != 0).sum())
+    # gaps (a slice, as ViT's patch tokens of the token gradient) or overlaps: a dense copy,
+    # the same values as the kernel gives for that copy with the same key
+    for odd in (torch.randn(16, 5, 192)[:, 1:].transpose(1, 2), torch.randn(4, 1).expand(4, 4)):
+        out, nnz, _, _ = fn(odd, None, torch.Generator().manual_seed(3), 1.0, True, False)
+        dense = fn(odd.contiguous(), None, torch.Generator().manual_seed(3), 1.0, True, False)
+        assert out.is_contiguous() and torch.equal(out, dense[0]) and nnz == dense[1]
     # the quantizer itself sends other dtypes to eager
     dy = torch.randn(64, dtype=torch.bfloat16)
     assert dither(dy, quantizer="native").dtype == torch.bfloat16

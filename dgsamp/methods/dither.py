@@ -404,54 +404,96 @@ def _dither_fused(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Te
     """The ``quantizer='compiled'`` and ``'native'`` paths of :func:`_dither`: one graph or one
     kernel for Δ, the rounding, δ̃ and the counts; None where they do not apply (the caller
     runs the eager quantizer then)."""
+    if opts.quantizer == "native":
+        return _dither_native(dy, opts, stats, rows)
     gen = opts.generator
     if dy.device.type != "cpu" or (gen is not None and gen.device.type != "cpu") or \
             dy.numel() < 2:
         return None
     if _get_current_dispatch_mode() is not None:  # FlopCounterMode, memory trackers: dynamo
         return None  # skips such frames, and the eager ops are what they should see anyway
-    native = opts.quantizer == "native"
-    if native and dy.dtype not in (torch.float32, torch.float64):
-        return None
     flat = _flat(dy.detach())
     if flat is None:
         return None
     # rows: the compiled graph's float32 per-row counts are exact below 2^24 elements
     rows = rows and dy.dim() > 1 and dy.is_contiguous() and dy.shape[-1] > 0 and \
-        (native or dy.numel() < 1 << 24)
-    fn = _native_kernel() if native else _compiled("rows" if rows else "flat")
+        dy.numel() < 1 << 24
+    fn = _compiled("rows" if rows else "flat")
     if fn is None:
         return None
     d, unflat = flat
     n = d.numel()
-    in_kernel = native and opts.noise == "philox"  # the kernel draws the noise itself
-    seed = _philox_seed(gen) if in_kernel else 0
     u = None
-    if opts.noise == "philox" and not in_kernel:
+    if opts.noise == "philox":
         u = _philox(n, dy.dtype, gen, dy.device)
     elif opts.noise == "pool" and n <= POOL_SIZE:
         u = _pool(dy.dtype, gen).window(n, gen)
-    if u is None and not in_kernel:
+    if u is None:
         u = torch.rand(n, generator=gen, dtype=dy.dtype)
     width = dy.shape[-1] if rows else 0
-    if native:
-        out, nnz, zero_rows, _ = fn(d.contiguous(), None if u is None else u.contiguous(), seed,
-                                    opts.scale, opts.mode == "std", width)
-    else:
-        out, nnz, zero_rows = _run_compiled(fn, d, u, opts, width)
-        if out is None:
-            return None
+    out, nnz, zero_rows = _run_compiled(fn, d, u, opts, width)
+    if out is None:
+        return None
     if stats is not None:
-        stats._grad_nnz = nnz
-        stats._grad_numel = n
-        if rows:
-            stats._zero_rows = int(zero_rows) / (n // width)
+        _store_density(stats, nnz, n, int(zero_rows) / (n // width) if rows else None)
     return unflat(out.view(-1))
+
+
+def _dither_native(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
+    """``quantizer='native'``: one call of :func:`.dither_native.kernel`, which checks where it
+    applies (CPU float32/float64, any dense layout) and draws Philox keys itself; this runs in
+    every dithered backward, where each Python line costs microseconds (cold caches), so it
+    does as little as it can. None where the kernel does not apply."""
+    fn = _native_kernel()
+    if fn is None or _get_current_dispatch_mode() is not None:  # FlopCounterMode: eager ops
+        return None
+    u = None
+    if opts.noise != "philox":  # torch noise in memory order, from the caller's generator
+        if dy.device.type != "cpu" or dy.dtype not in (torch.float32, torch.float64):
+            return None
+        n = dy.numel()
+        gen = opts.generator
+        if opts.noise == "pool" and n <= POOL_SIZE and (gen is None or gen.device.type == "cpu"):
+            u = _pool(dy.dtype, gen).window(n, gen)
+        elif gen is None or gen.device.type == "cpu":
+            u = torch.rand(n, generator=gen, dtype=dy.dtype)
+        else:
+            return None
+    result = fn(dy.detach(), u, opts.generator, opts.scale, opts.mode == "std", rows)
+    if result is None:
+        return None
+    out, nnz, zero_rows, _ = result
+    if stats is not None:
+        _store_density(stats, nnz, out.numel(), zero_rows if zero_rows >= 0 else None)
+    return out
+
+
+def _store_density(stats: Any, nnz: Any, numel: int, zero_rows: float | None,
+                   **more: Any) -> None:
+    """Write what a dithered layer records: ``_grad_nnz``, ``_grad_numel`` and, for a linear
+    layer's δ̃ (features last), ``_zero_rows``, the fraction of its rows (tokens) that are all
+    zero, which the next forward's path choice reads. Through the instance dict in one update
+    where there is one: the stats object is usually the layer, and nn.Module's __setattr__
+    cost ~10 µs per attribute in a backward pass (cold caches); these are plain numbers, which
+    it would have put there too (``more``: other plain attributes, same way)."""
+    values = {"_grad_nnz": nnz, "_grad_numel": numel, **more}
+    if zero_rows is not None:
+        values["_zero_rows"] = zero_rows
+    try:
+        vars(stats).update(values)
+    except TypeError:  # no __dict__ (slots)
+        for name, value in values.items():
+            setattr(stats, name, value)
 
 
 def _philox_seed(generator: torch.Generator | None) -> int:
     """A Philox key for one call, drawn from ``generator`` (the default one when None), so
-    that seeding torch seeds the stream."""
+    that seeding torch seeds the stream: the native kernel's own draw where it can make it
+    (what ``quantizer='native'`` draws too), else a torch integer from the generator."""
+    if generator is None or generator.device.type == "cpu":
+        key = dither_native.philox_key(generator)
+        if key is not None:
+            return key
     device = generator.device if generator is not None else "cpu"
     return int(torch.randint(0, 1 << 62, (), generator=generator, device=device))
 
@@ -562,14 +604,10 @@ def _dither(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool = False) -> 
 
 
 def _record(stats: Any, q: Tensor, rows: bool = False) -> None:
-    """nnz and numel of δ̃; with ``rows`` (a linear layer's δ̃, features last) also the fraction
-    of its rows (tokens) that are all zero, which the next forward's path choice reads."""
-    n = q.numel()
+    """:func:`_store_density` of the eager quantizer's codes ``q``."""
     nz = q != 0  # with _count_true ~1.5x cheaper than count_nonzero(q) on CPU, same count
-    stats._grad_nnz = _count_true(nz)
-    if rows:
-        stats._zero_rows = _zero_fraction(_any(nz.reshape(-1, q.shape[-1]), 1))
-    stats._grad_numel = n
+    zero_rows = _zero_fraction(_any(nz.reshape(-1, q.shape[-1]), 1)) if rows else None
+    _store_density(stats, _count_true(nz), q.numel(), zero_rows)
 
 
 #: elements per partial count of :func:`_count_true` (a uint8 sum of at most 255 ones is exact)
@@ -700,12 +738,8 @@ def _native_products(opts: DitherOptions, dy: Tensor):
 
 def _record_native(stats: Any, nnz: int, numel: int, zero_rows: float | None) -> None:
     if stats is not None:
-        stats._grad_nnz = nnz
-        stats._grad_numel = numel
-        if zero_rows is not None:
-            stats._zero_rows = zero_rows
-        stats.sparse_kernel_used = True
-        stats.backward_path = "native"
+        _store_density(stats, nnz, numel, zero_rows, sparse_kernel_used=True,
+                       backward_path="native")
 
 
 def _native_backward(products, dy2: Tensor, x: Tensor, w: Tensor, opts: DitherOptions,
@@ -795,10 +829,8 @@ def _torch_backward(dy2: Tensor, x: Tensor, w: Tensor, o: DitherOptions, stats: 
     nz = q != 0  # one pass; nnz and the zero rows both come from it
     nnz = _count_true(nz)
     if stats is not None:
-        stats._grad_nnz = nnz
-        stats._grad_numel = q.numel()
-        if q.device.type == "cpu":
-            stats._zero_rows = _zero_fraction(_any(nz, 1))
+        _store_density(stats, nnz, q.numel(),
+                       _zero_fraction(_any(nz, 1)) if q.device.type == "cpu" else None)
     path = "csr" if sparse_kernel is True else "dense"
     rows = None
     if sparse_kernel == "gather":
