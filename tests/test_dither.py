@@ -191,7 +191,8 @@ def test_auto_gathers_only_when_whole_rows_are_zero(native_unbuilt):
     lin = nn.Linear(16, 24).double()
     lin.__class__ = DitherLinear
     gen = torch.Generator().manual_seed(3)
-    lin._sparse_init(scale=8.0, generator=gen, sparse_threshold=0.0)  # CSR off: gather or not
+    lin._sparse_init(scale=8.0, generator=gen, sparse_threshold=0.0,  # CSR off: gather or not
+                     noise="fresh")  # the noise of dither() below
     x = torch.randn(4, 10, 16, dtype=torch.float64)
     dy = torch.randn(4, 10, 24, dtype=torch.float64)
     dy[:, 1:] = 0  # only the first token of each sequence gets a gradient

@@ -158,3 +158,15 @@ def test_native_kernel_declines_what_it_cannot_read_and_rejects_bad_noise():
     # the quantizer itself sends other dtypes to eager
     dy = torch.randn(64, dtype=torch.bfloat16)
     assert dither(dy, quantizer="native").dtype == torch.bfloat16
+
+
+def test_the_hooks_default_is_the_native_quantizer_with_philox_noise():
+    """What presets and SparseBackwardHook get without options (issue 14's quantizer cost
+    target is met by this pair); the functional dither() keeps torch's fresh noise."""
+    opts = DitherOptions()
+    assert (opts.quantizer, opts.noise) == ("native", "philox")
+    dy = torch.randn(4096, generator=torch.Generator().manual_seed(0))
+    a = dither_mod._dither(dy, DitherOptions(generator=torch.Generator().manual_seed(5)), None)
+    b = dither_mod._dither(dy, DitherOptions(generator=torch.Generator().manual_seed(5),
+                                             quantizer="eager"), None)
+    torch.testing.assert_close(a, b)  # eager reads the same Philox stream: same δ̃

@@ -211,7 +211,7 @@ def test_without_the_kernel_auto_keeps_the_torch_paths_and_native_warns_once(nat
     torch.manual_seed(8)
     lin = nn.Linear(12, 20).double()
     lin.__class__ = DitherLinear
-    lin._sparse_init(scale=8.0, sparse_kernel="auto", quantizer="eager")
+    lin._sparse_init(scale=8.0, sparse_kernel="auto", quantizer="eager", noise="fresh")
     x = torch.randn(9, 12, dtype=torch.float64)
     lin(x).backward(torch.randn(9, 20, dtype=torch.float64))
     assert lin.backward_path is None  # first backward: the hook path, as before
@@ -282,7 +282,7 @@ def test_conv_native_path_gives_torchs_gradients_on_the_same_dither(case, channe
     # the eager quantizer, as the reference's: with a generator it lays the noise out in
     # NCHW order, the native one in memory order (same distribution, other numbers)
     conv._sparse_init(scale=2.0, generator=torch.Generator().manual_seed(4), sparse_kernel="native",
-                      quantizer="eager")
+                      quantizer="eager", noise="fresh")
     hw = hw if isinstance(hw, tuple) else (hw, hw)
     x = torch.randn(3, c_in, *hw, dtype=torch.float64)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -349,7 +349,7 @@ def test_conv_without_the_kernel_runs_torchs_backward_on_the_same_dither(native_
     ref.load_state_dict(conv.state_dict())
     conv.__class__ = DitherConv2d
     conv._sparse_init(scale=4.0, generator=torch.Generator().manual_seed(1), sparse_kernel="native",
-                      quantizer="eager")
+                      quantizer="eager", noise="fresh")
     x = torch.randn(2, 16, 6, 6, dtype=torch.float64)
     dy = torch.randn(2, 8, 6, 6, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="torch's kernels"):

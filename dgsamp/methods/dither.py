@@ -53,9 +53,12 @@ pooled noise brings it to ~2.7, the compiled quantizer with pooled noise to 1.1-
 costs ~0.3). In a train step that is still 7-39% of the dense step (median 20%;
 tools/benchmark_dither_quantizer.py). Torch's CSR kernels and the row gather cannot win that
 back at 90% unstructured zeros; the native sparse products can, which is why the default
-quantizer is ``'native'`` (same fresh torch noise, Δ to float rounding, one kernel call) and
-linear and conv layers take the native products: whole dithered steps are then faster than
-dense ones here (docs/results/benchmark_sparse_steps_cpu.md, "Native sparse products").
+quantizer is ``'native'`` (Δ to float rounding, one kernel call) and linear and conv layers
+take the native products: whole dithered steps are then faster than dense ones here
+(docs/results/benchmark_sparse_steps_cpu.md, "Native sparse products"). The default noise
+is ``'philox'`` (below): with torch's generator the quantizer alone was 5.6-17.9% of a dense
+step (median 10.9%), with Philox numbers made in the kernel 1.8-5.2% (median 3.5%; issue 14
+asks <= 5%).
 
 ``noise='pool'`` (CPU) replaces the per-element generator by reads from a pool of
 ``POOL_SIZE`` float32 U(0, 1) numbers (:class:`UniformPool`): each call takes the next window
@@ -65,8 +68,11 @@ than ``POOL_SIZE`` numbers, and the ν of one δ̃ are always distinct draws), a
 in different steps, before it is drawn anew. Every ν's marginal distribution is exactly the
 generator's U(0, 1), so E[δ̃] = δ holds element by element as long as ν is independent of δ;
 a reused number is not quite independent of the *history* (it shaped earlier updates), as
-with any generator of short period. Default ``'fresh'``: one new number per element, as the
-paper does.
+with any generator of short period. ``'fresh'``: one new number per element from torch's
+generator, as the paper does; ``'philox'`` (the default of :class:`DitherOptions`, which the
+hooks and presets use, since 2026-12-07): one new number per element too, from a Philox
+stream (below) on CPU, and from torch's generator elsewhere (on CUDA that is Philox4x32-10
+as well). The functional :func:`dither` and :func:`dither_grad` keep ``'fresh'``.
 
 ``quantizer='compiled'`` (CPU) runs the whole quantizer (the four statistics of Δ, the rounding,
 δ̃ = Δ·q, nnz and the all-zero rows) as one ``torch.compile``d graph, two fused loops instead
@@ -80,18 +86,20 @@ block (neither contiguous nor channels-last), the eager quantizer runs.
 
 ``quantizer='native'`` (CPU, float32/float64) does the same in one small C++ kernel
 (:mod:`.dither_native`, built on first use like any torch C++ extension): one call and two
-passes. On a 15K-element δ the kernel takes ~9 µs and the whole quantizer call 58-73 µs,
-against 219 µs for the compiled one in the same run (its guards and wrappers cost ~90 µs
-before any element is touched), which is what dominates small layers. ``noise='philox'``
-draws ν from a Philox4x32-10 stream keyed by one number drawn from the generator per call:
-fresh numbers (none reused, unlike the pool) made inside the native kernel, 3.4-4.6x cheaper
-than torch's CPU generator (2.5 ms against 8.4-11.5 ms per 2M numbers); the eager and
+passes, any layout of δ, the Philox key drawn in C++ (the Python around the call cost as much
+as the kernel inside real backward passes: cold caches). On a 15K-element δ the quantizer
+call takes ~25 µs with Philox noise, against ~110 µs for the compiled one (its guards and
+wrappers cost ~90 µs before any element is touched), which is what dominates small layers.
+``noise='philox'`` draws ν from a Philox4x32-10 stream keyed by one number drawn from the
+generator per call: fresh numbers (none reused, unlike the pool) made inside the native
+kernel, ~0.4 ns each with AVX-512 against ~3 ns for torch's CPU generator; the eager and
 compiled quantizers read the same stream, so every quantizer gives the same δ̃ for a given
 generator state. Where the kernel cannot be built: one warning, then the eager quantizer and
-fresh noise. The default since 2026-12-07 (with ``noise='fresh'``: the same torch numbers as
-the eager quantizer, laid out in memory order; for a channels-last δ with an explicit
-generator the eager one lays them out in NCHW order, so the two differ there in which element
-gets which number, not in distribution).
+fresh noise. The default since 2026-12-07 (with ``noise='fresh'``, the default noise until
+the AVX-512 Philox of the same day: the same torch numbers as the eager quantizer, laid out in
+memory order; for a channels-last δ with an explicit generator the eager one lays them out in
+NCHW order, so the two differ there in which element gets which number, not in
+distribution).
 
 Over 350 lines for a reason: the quantizer, its options and the exact backward paths of the
 linear and conv Functions (hook, native, CSR, row gather) with their automatic choice are one
@@ -266,7 +274,7 @@ class DitherOptions:
     sparse_kernel: bool | str = "auto"
     sparse_threshold: float = SPARSE_THRESHOLD
     enabled: bool = True
-    noise: str = "fresh"
+    noise: str = "philox"
     quantizer: str = "native"
     method: ClassVar[str] = "dither"
 
@@ -501,11 +509,12 @@ def _philox_seed(generator: torch.Generator | None) -> int:
 def _philox(n: int, dtype: torch.dtype, generator: torch.Generator | None,
             device: torch.device) -> Tensor | None:
     """``noise='philox'`` outside the native kernel: the same stream, made by the kernel's
-    library; None (fresh torch noise then, one warning) where it cannot be built."""
-    u = dither_native.philox_uniform(n, _philox_seed(generator))
-    if u is None:
+    library; None (fresh torch noise then, one warning) where it cannot be built, before any
+    number is drawn from ``generator`` (so the fallback is exactly ``noise='fresh'``)."""
+    if dither_native.kernel() is None:
         _warn_native("noise='philox'", "fresh torch noise")
         return None
+    u = dither_native.philox_uniform(n, _philox_seed(generator))
     return u.to(device=device, dtype=dtype)
 
 
@@ -569,8 +578,8 @@ def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | Non
     if noise == "pool" and dy.device.type == "cpu" and dy.numel() <= POOL_SIZE and (
             generator is None or generator.device.type == "cpu"):
         u = _pool(dy.dtype, generator).window(dy.numel(), generator)
-    elif noise == "philox":
-        u = _philox(dy.numel(), dy.dtype, generator, dy.device)
+    elif noise == "philox" and dy.device.type == "cpu":  # elsewhere torch's generator: on
+        u = _philox(dy.numel(), dy.dtype, generator, dy.device)  # CUDA that is Philox already
     if u is not None:
         out = torch.empty_like(dy)  # dy's memory format (channels_last stays so)
         return torch.addcmul(u.view(dy.shape), dy, delta.reciprocal(), out=out).floor_(), delta
