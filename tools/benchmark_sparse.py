@@ -5,9 +5,10 @@
 Per layer (ResNet-18 and ResNet-50 conv shapes, ConvNeXt-atto depthwise shapes, ViT-S linear
 shapes) and per train step (timm resnet18, convnext_atto, vit_tiny_patch16_224 at 224 px and at
 digits resolution 32 px, random init, SGD): dense autograd vs ssProp keep 0.5 / 0.2 vs dither (s
-= 8). Steps: ``dither`` is the default (native quantizer, fresh noise, the native sparse
-products where they apply), ``dither_eager`` the same with the eager quantizer,
-``dither_native`` with Philox noise, ``dither_dense`` the old default (eager quantizer, torch's
+= 8). Steps: ``dither`` is the default (native quantizer, Philox noise, the native sparse
+products where they apply), ``dither_fresh`` the same with torch's fresh noise (the default
+until the AVX-512 Philox of 2026-12-07), ``dither_eager`` that with the eager quantizer,
+``dither_dense`` the default before the native products (eager quantizer, fresh noise, torch's
 dense kernels everywhere). Layers: ``dither`` is the hook path with the eager quantizer; on
 convs ``dither_pool`` (pooled noise), ``dither_compiled`` and ``dither_native`` (Philox) are
 the hook path with those quantizers, on linear layers they are patched layers and so take the
@@ -395,11 +396,11 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
     sliced path of those convs."""
     variants = {"dense": None, "ssprop0.5": ("ssprop", {"keep": 0.5}),
                 "ssprop0.2": ("ssprop", {"keep": 0.2}),
-                # the default: native quantizer, fresh torch noise, native sparse products
+                # the default: native quantizer, Philox noise, native sparse products
                 "dither": ("dither", {"scale": 8.0}),
-                "dither_eager": ("dither", {"scale": 8.0, "quantizer": "eager"}),
-                "dither_native": ("dither", {"scale": 8.0, "noise": "philox",
-                                             "quantizer": "native"})}
+                "dither_fresh": ("dither", {"scale": 8.0, "noise": "fresh"}),
+                "dither_eager": ("dither", {"scale": 8.0, "quantizer": "eager",
+                                            "noise": "fresh"})}
     if name.startswith("convnext"):
         variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
         variants["ssprop0.5_old"] = ("ssprop", {"keep": 0.5})
@@ -408,7 +409,7 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
     # the old default next to the new one: the eager quantizer, δ̃ into autograd's dense
     # kernels everywhere (the default on every layer at the default scale until 2026-12-07)
     variants["dither_dense"] = ("dither", {"scale": 8.0, "quantizer": "eager",
-                                           "sparse_kernel": False})
+                                           "noise": "fresh", "sparse_kernel": False})
     return variants
 
 
@@ -527,8 +528,8 @@ def summarize(result) -> dict:
                if r["model"].startswith("vit_tiny")]
         if vit:
             s["vit_tiny_dither_step_speedup_min"] = min(vit)
-        for v in ("dither_eager", "dither_pool", "dither_compiled", "dither_native",
-                  "dither_dense"):  # other quantizers, and the old default (dense kernels)
+        for v in ("dither_fresh", "dither_eager", "dither_pool", "dither_compiled",
+                  "dither_native", "dither_dense"):  # other quantizers, and the old default (dense kernels)
             if all(v in r["variants"] for r in steps):
                 s[f"{v}_step_overhead_median"] = statistics.median(
                     r["variants"][v]["step_overhead"] for r in steps)
@@ -606,7 +607,8 @@ def write_markdown(result, path):
                         ("dither_dense", "the old default (eager quantizer, torch's dense "
                                          "kernels: `sparse_kernel=False`)"),
                         ("dither_native", "Philox noise in the native kernel "
-                                          "(`noise='philox', quantizer='native'`)")):
+                                          "(`noise='philox', quantizer='native'`)"),
+                        ("dither_fresh", "torch's fresh noise (`noise='fresh'`)")):
             if f"{v}_step_overhead_median" in s:
                 lines[-1] += (f" With {what}: overhead median "
                               f"{100 * s[f'{v}_step_overhead_median']:+.1f}%, slowest step "
