@@ -80,3 +80,31 @@ def test_new_paths_are_reported_next_to_dense_and_the_old_path(tmp_path):
     assert "patched layer (slicing_pays) 1.01x, always sliced 0.80x" in text
     assert "ssProp (keep 0.5 / 0.2) 1.02x, dither 0.96x" in text
     assert "| convnext_atto | 32 | 4 | ssprop0.5_sliced | 3 | 11.1 | 0.90 |" in text
+
+
+def test_profile_step_lists_what_ssprop_saves_and_adds(tmp_path, monkeypatch):
+    """tools/profile_step.py on a small ResNet-18 step: the conv backward shrinks, ssProp's own
+    ops (its autograd Function, the channel gathers) appear only in the variant."""
+    import json
+
+    import profile_step
+
+    out = tmp_path / "prof"
+    monkeypatch.setattr(sys, "argv", ["profile_step.py", "resnet18", "--res", "32", "--batch",
+                                      "2", "--steps", "1", "--variant", "ssprop0.2",
+                                      "--out", str(out)])
+    profile_step.main()
+    result = json.loads(out.with_suffix(".json").read_text())
+    ops = {r["op"]: r for r in result["ops"]}
+    conv = ops["aten::convolution_backward"]
+    assert conv["variant_ms"] < conv["dense_ms"]
+    assert ops["aten::index_select"]["dense_ms"] == 0 < ops["aten::index_select"]["variant_ms"]
+    assert "| op | dense ms/step | ssprop0.2 ms/step | difference |" in \
+        out.with_suffix(".md").read_text()
+    monkeypatch.setattr(sys, "argv", ["profile_step.py", "resnet18", "--variant", "sprop"])
+    try:
+        profile_step.main()
+    except SystemExit as err:
+        assert "--variant must be one of" in str(err)
+    else:
+        raise AssertionError("an unknown variant was accepted")

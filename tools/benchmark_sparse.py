@@ -528,8 +528,9 @@ def summarize(result) -> dict:
                if r["model"].startswith("vit_tiny")]
         if vit:
             s["vit_tiny_dither_step_speedup_min"] = min(vit)
+        # other quantizers and noises, and the old default (dense kernels)
         for v in ("dither_fresh", "dither_eager", "dither_pool", "dither_compiled",
-                  "dither_native", "dither_dense"):  # other quantizers, and the old default (dense kernels)
+                  "dither_native", "dither_dense"):
             if all(v in r["variants"] for r in steps):
                 s[f"{v}_step_overhead_median"] = statistics.median(
                     r["variants"][v]["step_overhead"] for r in steps)
