@@ -92,9 +92,10 @@ def test_profile_step_lists_what_ssprop_saves_and_adds(tmp_path, monkeypatch):
     out = tmp_path / "prof"
     monkeypatch.setattr(sys, "argv", ["profile_step.py", "resnet18", "--res", "32", "--batch",
                                       "2", "--steps", "1", "--variant", "ssprop0.2",
-                                      "--out", str(out)])
+                                      "--channels-last", "--out", str(out)])
     profile_step.main()
     result = json.loads(out.with_suffix(".json").read_text())
+    assert result["meta"]["channels_last"] is True
     ops = {r["op"]: r for r in result["ops"]}
     conv = ops["aten::convolution_backward"]
     assert conv["variant_ms"] < conv["dense_ms"]

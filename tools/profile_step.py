@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--variant", default="ssprop0.2", help="a step variant of benchmark_sparse")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--channels-last", action="store_true",
+                   help="models and input in channels-last memory format (oneDNN's layout)")
     p.add_argument("--rows", type=int, default=16, help="ops listed")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -64,9 +66,11 @@ def main() -> None:
     out = args.out or f"work_dirs/benchmarks/profile_{args.model}_{args.variant}"
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.res, args.res)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (args.batch,))
-    dense = _make_model(args.model, args.res, "cpu")
-    method = _make_model(args.model, args.res, "cpu")
+    dense = _make_model(args.model, args.res, "cpu").to(memory_format=fmt)
+    method = _make_model(args.model, args.res, "cpu").to(memory_format=fmt)
     name, opts = variants[args.variant]
     patch(method, name, **opts)
     times: dict[str, list[float]] = {"dense": [], args.variant: []}
@@ -87,14 +91,17 @@ def main() -> None:
                    key=lambda r: -max(r["dense_ms"], r["variant_ms"]))
     result = {"meta": {**machine_info(), "threads": torch.get_num_threads(),
                        "model": args.model, "res": args.res, "batch": args.batch,
-                       "variant": args.variant, "steps": args.steps},
+                       "variant": args.variant, "steps": args.steps,
+                       "channels_last": args.channels_last},
               "step_ms": step_ms, "speedup": step_ms["dense"] / step_ms[args.variant],
               "profiled_total_ms": {k: sum(v.values()) for k, v in ops.items()},
               "ops": table}
     os.makedirs(osp.dirname(out) or ".", exist_ok=True)
     with open(out + ".json", "w") as f:
         json.dump(result, f, indent=1)
-    lines = [f"# {args.model} {args.res} px, batch {args.batch}: dense vs {args.variant}", "",
+    layout = ", channels-last" if args.channels_last else ""
+    lines = [f"# {args.model} {args.res} px, batch {args.batch}{layout}: dense vs "
+             f"{args.variant}", "",
              f"Step (median of {args.steps}, interleaved): dense {step_ms['dense']:.1f} ms, "
              f"{args.variant} {step_ms[args.variant]:.1f} ms, "
              f"{result['speedup']:.2f}x. Profiled self CPU per step: dense "
