@@ -4,7 +4,8 @@
 
 Issue 14 asks that quantizing δ cost at most 5% of a dense step. Two measurements, for each
 quantizer setting (``eager``/``fresh``, ``eager``/``pool``, ``compiled``/``pool``,
-``native``/``fresh`` = the default since 2026-12-07, ``native``/``pool``, ``native``/``philox``):
+``native``/``fresh``, ``native``/``pool``, ``native``/``philox`` = the default since
+2026-12-07):
 
 - *alone*: ``torch.utils.benchmark.Timer`` on the quantizer (``dgsamp.methods.dither._dither``,
   what the backward hook calls) for ResNet/ViT output-gradient shapes, in µs and ns per element,
@@ -40,10 +41,11 @@ from dgsamp.methods.patch import patch  # noqa: E402
 
 dither_mod = importlib.import_module("dgsamp.methods.dither")  # the module, not the function
 
-SETTINGS = {"eager_fresh": {"quantizer": "eager"},
+# every setting names its noise: the default changed from 'fresh' to 'philox' on 2026-12-07
+SETTINGS = {"eager_fresh": {"noise": "fresh", "quantizer": "eager"},
             "eager_pool": {"noise": "pool", "quantizer": "eager"},
             "compiled_pool": {"noise": "pool", "quantizer": "compiled"},
-            "native_fresh": {"quantizer": "native"},
+            "native_fresh": {"noise": "fresh", "quantizer": "native"},
             "native_pool": {"noise": "pool", "quantizer": "native"},
             "native_philox": {"noise": "philox", "quantizer": "native"}}
 #: (name, shape, rows): rows = a linear layer's δ (its all-zero token rows are counted too)
