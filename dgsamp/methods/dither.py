@@ -449,7 +449,7 @@ def _dither_fused(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Te
 
 def _dither_native(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
     """``quantizer='native'``: one call of :func:`.dither_native.kernel`, which checks where it
-    applies (CPU float32/float64, any dense layout) and draws Philox keys itself; this runs in
+    applies (CPU float32/float64, any layout) and draws Philox keys itself; this runs in
     every dithered backward, where each Python line costs microseconds (cold caches), so it
     does as little as it can. None where the kernel does not apply."""
     fn = _native_kernel()
