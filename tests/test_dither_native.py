@@ -45,6 +45,14 @@ def test_philox_uniforms_follow_the_documented_layout_and_are_uniform():
         word = dither_native.philox_block([t * 256 + j, 0, 0, 0], [3, 7])[w]
         expected.append((word >> 8) / 2 ** 24)
     assert u.tolist() == expected
+    # tiles from 2^24 on: block numbers >= 2^32, the high counter word (lane vectors share it)
+    far = dither_native.philox_uniform(2048, seed, first_tile=(1 << 24) + 3)
+    for i in (0, 1, 17, 255, 256, 1023, 1024, 2047):
+        t, rem = divmod(i, 1024)
+        w, j = divmod(rem, 256)
+        block = ((1 << 24) + 3 + t) * 256 + j
+        word = dither_native.philox_block([block & 0xFFFFFFFF, block >> 32, 0, 0], [3, 7])[w]
+        assert far[i].item() == (word >> 8) / 2 ** 24
     big = dither_native.philox_uniform(200_000, 11).double()
     assert 0.0 <= big.min() and big.max() < 1.0
     assert abs(big.mean().item() - 0.5) < 5 * (1 / 12 / big.numel()) ** 0.5
@@ -95,7 +103,8 @@ def test_native_step_is_the_float64_formula_and_ignores_the_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], two[0]) and one[1:] == two[1:]
-    assert 0 < one[2] < 1  # the zero-row fraction, counted (rows of 4)
+    assert one[2] == (one[0].view(-1, 4) == 0).all(1).double().mean().item()  # rows of 4
+    assert 0 < one[2] < 1
 
 
 def test_native_step_edge_cases_match_eager():
@@ -139,6 +148,11 @@ def test_native_kernel_declines_what_it_cannot_read_and_rejects_bad_noise():
     noise that does not fit the gradient (a caller's bug)."""
     fn = dither_native.kernel()
     assert fn(torch.randn(1), None, None, 1.0, True, False) is None
+    assert fn(torch.empty(8, device="meta"), None, None, 1.0, True, False) is None  # not CPU
+    base = torch.randn(1000)  # a view with a storage offset reads from its own first element
+    a = fn(base[7:], None, torch.Generator().manual_seed(2), 1.0, True, False)
+    b = fn(base[7:].clone(), None, torch.Generator().manual_seed(2), 1.0, True, False)
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
     assert fn(torch.randn(8).half(), None, None, 1.0, True, False) is None
     with pytest.raises(RuntimeError, match="as long as dy"):
         fn(torch.randn(8), torch.rand(7), None, 1.0, True, False)
@@ -170,3 +184,76 @@ def test_the_hooks_default_is_the_native_quantizer_with_philox_noise():
     b = dither_mod._dither(dy, DitherOptions(generator=torch.Generator().manual_seed(5),
                                              quantizer="eager"), None)
     torch.testing.assert_close(a, b)  # eager reads the same Philox stream: same δ̃
+
+
+def test_native_quantizer_is_not_consulted_off_cpu(monkeypatch):
+    """A gradient on another device never builds or calls the extension (the eager path runs;
+    here a meta tensor stands in for CUDA)."""
+    def boom():
+        raise AssertionError("the native kernel was consulted for a non-CPU gradient")
+
+    monkeypatch.setattr(dither_native, "kernel", boom)
+    dy = torch.empty(4, 8, device="meta")
+    assert dither_mod._dither_native(dy, DitherOptions(), None, True) is None
+
+
+@pytest.mark.parametrize("noise", ["philox", "pool"])
+def test_every_quantizer_reads_stream_noise_in_memory_order(noise):
+    """Channels-last gradient, same generator state: eager, compiled and native give the same
+    δ̃ (the stream's element i goes to the i-th element in memory, in every quantizer)."""
+    dy = torch.randn(2, 8, 5, 5, generator=torch.Generator().manual_seed(1)).contiguous(
+        memory_format=torch.channels_last)
+    outs = {}
+    for quantizer in ("eager", "native"):
+        opts = DitherOptions(generator=torch.Generator().manual_seed(5), noise=noise,
+                             quantizer=quantizer)
+        outs[quantizer] = dither_mod._dither(dy, opts, None)
+    a, b = outs["eager"], outs["native"]
+    assert b.is_contiguous(memory_format=torch.channels_last)
+    step = a[a != 0].abs().min()
+    assert ((a - b).abs() > step / 2).double().mean() < 0.01  # equal but for float rounding
+
+
+def test_philox_without_the_kernel_is_exactly_fresh_noise(native_unbuilt):
+    dy = torch.randn(300, generator=torch.Generator().manual_seed(0))
+    fresh = dither_mod._dither(dy, DitherOptions(generator=torch.Generator().manual_seed(9),
+                                                 noise="fresh", quantizer="eager"), None)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        philox = dither_mod._dither(dy, DitherOptions(generator=torch.Generator().manual_seed(9)),
+                                    None)
+    assert torch.equal(philox, fresh)
+
+
+def test_density_counters_go_through_setters_where_there_are_some():
+    """The one-update fast path is for plain instances (layers); a property, a class object
+    or slots get ordinary setattr."""
+    class WithProperty:
+        seen: list = []
+
+        @property
+        def _grad_nnz(self):
+            return -1
+
+        @_grad_nnz.setter
+        def _grad_nnz(self, value):
+            type(self).seen.append(value)
+
+    st = WithProperty()
+    dither_mod._store_density(st, 7, 10, None)
+    assert WithProperty.seen == [7] and st._grad_numel == 10
+
+    class Plain:
+        pass
+
+    dither_mod._store_density(Plain, 3, 4, 0.5)  # the class itself as the stats object
+    assert (Plain._grad_nnz, Plain._grad_numel, Plain._zero_rows) == (3, 4, 0.5)
+
+    class Slotted:
+        __slots__ = ("_grad_nnz", "_grad_numel", "_zero_rows")
+
+    sl = Slotted()
+    dither_mod._store_density(sl, 1, 2, 0.25)
+    assert (sl._grad_nnz, sl._grad_numel, sl._zero_rows) == (1, 2, 0.25)
+    layer = torch.nn.Linear(2, 2)
+    dither_mod._store_density(layer, 5, 6, None, backward_path="native")
+    assert (layer._grad_nnz, layer.backward_path) == (5, "native")

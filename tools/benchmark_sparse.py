@@ -258,9 +258,13 @@ def bench_linear_layer(spec, batch, tokens, rounds, device, threads, min_run_tim
     x = torch.randn(batch, tokens, fin, device=device, requires_grad=True)
     w = torch.nn.Parameter(torch.randn(fout, fin, device=device))
     stats = _Stats()
-    csr = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel=True)
+    # csr and gather with the noise they were measured with until 2026-12-07 (torch's fresh
+    # noise); auto is what a patched layer does by default (Philox noise since then)
+    csr = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel=True,
+                   noise="fresh")
     auto = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither")
-    gather = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel="gather")
+    gather = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", sparse_kernel="gather",
+                      noise="fresh")
     pool = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool")
     fused = _patched(torch.nn.Linear(fin, fout, bias=False), w, "dither", noise="pool",
                      quantizer="compiled")

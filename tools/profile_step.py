@@ -8,8 +8,8 @@ copies, the score reduction, the dW scatter, memory formats). The models, varian
 step are ``tools/benchmark_sparse.py``'s (``step_variants``: ``ssprop0.2``, ``dither``, ...),
 so the profile explains that benchmark's step ratios. Each model is warmed up, timed (median
 of ``--steps``, interleaved with the other), then profiled over ``--steps`` steps; ops are
-listed by self CPU time per step, largest difference first, with the difference (variant −
-dense) so that what the method saves and what it adds read off one table. Writes
+listed by self CPU time per step, largest first (the larger of the two), with the difference
+(variant − dense) so that what the method saves and what it adds read off one table. Writes
 ``<out>.json`` and ``<out>.md`` (default ``work_dirs/benchmarks/profile_<model>_<variant>``).
 """
 

@@ -56,9 +56,9 @@ back at 90% unstructured zeros; the native sparse products can, which is why the
 quantizer is ``'native'`` (Δ to float rounding, one kernel call) and linear and conv layers
 take the native products: whole dithered steps are then faster than dense ones here
 (docs/results/benchmark_sparse_steps_cpu.md, "Native sparse products"). The default noise
-is ``'philox'`` (below): with torch's generator the quantizer alone was 5.6-17.9% of a dense
-step (median 10.9%), with Philox numbers made in the kernel 1.8-5.2% (median 3.5%; issue 14
-asks <= 5%).
+is ``'philox'`` (below): with torch's generator the quantizer alone was 5.3-17.9% of a dense
+step (median 10.9-12.9%), with Philox numbers made in the kernel 1.8-5.9% (median 3.4-4.5%
+over three runs; issue 14 asks <= 5%).
 
 ``noise='pool'`` (CPU) replaces the per-element generator by reads from a pool of
 ``POOL_SIZE`` float32 U(0, 1) numbers (:class:`UniformPool`): each call takes the next window
@@ -88,7 +88,7 @@ block (neither contiguous nor channels-last), the eager quantizer runs.
 (:mod:`.dither_native`, built on first use like any torch C++ extension): one call and two
 passes, any layout of δ, the Philox key drawn in C++ (the Python around the call cost as much
 as the kernel inside real backward passes: cold caches). On a 15K-element δ the quantizer
-call takes ~25 µs with Philox noise, against ~110 µs for the compiled one (its guards and
+call takes ~15 µs with Philox noise, against ~95-110 µs for the compiled one (its guards and
 wrappers cost ~90 µs before any element is touched), which is what dominates small layers.
 ``noise='philox'`` draws ν from a Philox4x32-10 stream keyed by one number drawn from the
 generator per call: fresh numbers (none reused, unlike the pool) made inside the native
@@ -408,12 +408,9 @@ def _flat(dy: Tensor) -> tuple[Tensor, Any] | None:
     return None
 
 
-def _dither_fused(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
-    """The ``quantizer='compiled'`` and ``'native'`` paths of :func:`_dither`: one graph or one
-    kernel for Δ, the rounding, δ̃ and the counts; None where they do not apply (the caller
-    runs the eager quantizer then)."""
-    if opts.quantizer == "native":
-        return _dither_native(dy, opts, stats, rows)
+def _dither_compiled(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> Tensor | None:
+    """``quantizer='compiled'``: one graph for Δ, the rounding, δ̃ and the counts; None where
+    it does not apply (the caller runs the eager quantizer then)."""
     gen = opts.generator
     if dy.device.type != "cpu" or (gen is not None and gen.device.type != "cpu") or \
             dy.numel() < 2:
@@ -452,14 +449,16 @@ def _dither_native(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> T
     applies (CPU float32/float64, any layout) and draws Philox keys itself; this runs in
     every dithered backward, where each Python line costs microseconds (cold caches), so it
     does as little as it can. None where the kernel does not apply."""
+    if dy.device.type != "cpu" or _get_current_dispatch_mode() is not None:  # FlopCounterMode
+        return None  # sees the eager ops; off CPU the extension is not even built
     fn = _native_kernel()
-    if fn is None or _get_current_dispatch_mode() is not None:  # FlopCounterMode: eager ops
+    if fn is None:
         return None
     u = None
     if opts.noise != "philox":  # torch noise in memory order, from the caller's generator
-        if dy.device.type != "cpu" or dy.dtype not in (torch.float32, torch.float64):
-            return None
         n = dy.numel()
+        if n < 2 or dy.dtype not in (torch.float32, torch.float64):
+            return None  # before any number is drawn: eager draws its own
         gen = opts.generator
         if opts.noise == "pool" and n <= POOL_SIZE and (gen is None or gen.device.type == "cpu"):
             u = _pool(dy.dtype, gen).window(n, gen)
@@ -487,17 +486,34 @@ def _store_density(stats: Any, nnz: Any, numel: int, zero_rows: float | None,
     values = {"_grad_nnz": nnz, "_grad_numel": numel, **more}
     if zero_rows is not None:
         values["_zero_rows"] = zero_rows
-    try:
+    if _plain_attributes(stats):
         vars(stats).update(values)
-    except TypeError:  # no __dict__ (slots)
+    else:  # a custom __setattr__, a property of one of these names, no __dict__, a class
         for name, value in values.items():
             setattr(stats, name, value)
 
 
+#: what :func:`_store_density` may write; per stats type, whether the instance dict is where
+#: setattr would put them (checked once per type)
+_STORED = ("_grad_nnz", "_grad_numel", "_zero_rows", "sparse_kernel_used", "backward_path")
+_PLAIN_TYPES: dict[type, bool] = {}
+
+
+def _plain_attributes(stats: Any) -> bool:
+    cls = type(stats)
+    plain = _PLAIN_TYPES.get(cls)
+    if plain is None:
+        plain = (cls.__setattr__ in (object.__setattr__, nn.Module.__setattr__)
+                 and hasattr(stats, "__dict__")
+                 and not any(hasattr(getattr(cls, n, None), "__set__") for n in _STORED))
+        _PLAIN_TYPES[cls] = plain
+    return plain
+
+
 def _philox_seed(generator: torch.Generator | None) -> int:
     """A Philox key for one call, drawn from ``generator`` (the default one when None), so
-    that seeding torch seeds the stream: the native kernel's own draw where it can make it
-    (what ``quantizer='native'`` draws too), else a torch integer from the generator."""
+    that seeding torch seeds the stream: the native kernel's own draw for CPU generators
+    (what ``quantizer='native'`` draws too), a torch integer from a CUDA generator."""
     if generator is None or generator.device.type == "cpu":
         key = dither_native.philox_key(generator)
         if key is not None:
@@ -582,7 +598,9 @@ def _codes(dy: Tensor, scale: float, mode: str, generator: torch.Generator | Non
         u = _philox(dy.numel(), dy.dtype, generator, dy.device)  # CUDA that is Philox already
     if u is not None:
         out = torch.empty_like(dy)  # dy's memory format (channels_last stays so)
-        return torch.addcmul(u.view(dy.shape), dy, delta.reciprocal(), out=out).floor_(), delta
+        # the stream in memory order, as the native kernel reads it: the same δ̃ for any layout
+        u = u.as_strided(dy.shape, out.stride())
+        return torch.addcmul(u, dy, delta.reciprocal(), out=out).floor_(), delta
     if generator is None:
         u = torch.rand_like(dy)
     else:
@@ -603,7 +621,8 @@ def dither(
 
 def _dither(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool = False) -> Tensor:
     if opts.quantizer != "eager":
-        out = _dither_fused(dy, opts, stats, rows)
+        fused = _dither_native if opts.quantizer == "native" else _dither_compiled
+        out = fused(dy, opts, stats, rows)
         if out is not None:
             return out
     q, delta = _codes(dy, opts.scale, opts.mode, opts.generator, opts.noise)

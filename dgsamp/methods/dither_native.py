@@ -47,7 +47,11 @@ zeros of the default scale that is 2-6x faster than the dense products here (bre
 Built on first use with the compiler PyTorch's C++ extensions use (``torch.utils.cpp_extension``,
 ninja; cached under ``~/.cache/torch_extensions``, 40-70 s once per machine on this 2-core
 CPU); where that fails :func:`kernel` returns None and the caller falls back to the eager
-quantizer and fresh torch noise with one warning. float32 and float64 only (the caller checks).
+quantizer and fresh torch noise with one warning. float32 and float64 only (``dither_fused``
+declines other dtypes; :func:`sparse_grads` raises). Philox numbers have 24 random bits
+(uniform on the grid k/2^24) for float64 gradients too, where torch's generator gives 53:
+E[δ̃] = δ then holds to within 2^-24·Δ per element (as for float32), far below float32's own
+rounding of δ/Δ + u.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from typing import Any
 
 import torch
 
-SOURCE_VERSION = 15  # bump with any change to _SOURCE: the extension's name carries it
+SOURCE_VERSION = 16  # bump with any change to _SOURCE: the extension's name carries it
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -376,16 +380,18 @@ int64_t philox_key(const c10::optional<at::Generator>& generator) {
   return static_cast<int64_t>(draw_key(generator));
 }
 
-// The first n uniforms of the Philox stream keyed by `seed` (what dither_fused adds to
-// d / Delta when u is None), as float32: for tests and for the eager path's equal noise.
-torch::Tensor philox_uniform(int64_t n, int64_t seed) {
-  TORCH_CHECK(n >= 0, "philox_uniform: n must be >= 0");
+// n uniforms of the Philox stream keyed by `seed` from tile `first_tile` on (what
+// dither_fused adds to d / Delta when u is None: first_tile 0), as float32: for the eager
+// path's equal noise, and for tests (a first_tile >= 2^24 reaches the high counter word).
+torch::Tensor philox_uniform(int64_t n, int64_t seed, int64_t first_tile) {
+  TORCH_CHECK(n >= 0 && first_tile >= 0, "philox_uniform: n and first_tile must be >= 0");
   torch::Tensor out = torch::empty({n}, torch::kFloat);
   float* y = out.data_ptr<float>();
   alignas(64) uint32_t words[kTile];
   for (int64_t t0 = 0; t0 < n; t0 += kTile) {
     const int64_t m = std::min<int64_t>(n - t0, kTile);
-    philox_tile(static_cast<uint64_t>(t0 / kTile), static_cast<uint64_t>(seed), words);
+    philox_tile(static_cast<uint64_t>(first_tile + t0 / kTile), static_cast<uint64_t>(seed),
+                words);
     for (int64_t j = 0; j < m; ++j) y[t0 + j] = uniform24<float>(words[j]);
   }
   return out;
@@ -743,11 +749,12 @@ def sparse_grads():
     return None if mod is None else mod.sparse_grads
 
 
-def philox_uniform(n: int, seed: int) -> torch.Tensor | None:
-    """The first ``n`` float32 uniforms of the Philox stream keyed by ``seed``: the noise
-    ``dither_fused`` adds when u is None (None where the extension could not be built)."""
+def philox_uniform(n: int, seed: int, first_tile: int = 0) -> torch.Tensor | None:
+    """``n`` float32 uniforms of the Philox stream keyed by ``seed``, from tile ``first_tile``
+    (1,024 numbers each) on: with 0, the noise ``dither_fused`` adds when u is None (None
+    where the extension could not be built)."""
     mod = _module()
-    return None if mod is None else mod.philox_uniform(n, seed)
+    return None if mod is None else mod.philox_uniform(n, seed, first_tile)
 
 
 def philox_block(counter: list[int], key: list[int]) -> list[int]:
