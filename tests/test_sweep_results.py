@@ -70,7 +70,7 @@ def test_sweep_jobs_cover_domains_seeds_draws_and_pairs(tmp_path):
     for j in jobs:
         for ds in (j.cfg.train_dataloader.dataset, j.cfg.val_dataloader.dataset):
             assert ds.test_domains == j.info["held_out"]
-            assert ds.split_seed == j.info["trial_seed"]
+            assert ds.split_seed == j.info["trial_seed"] == j.info["split_seed"]
         assert j.cfg.randomness.seed == j.info["trial_seed"]
     dann = [j for j in jobs if j.info["algorithm"] == "DANN"]
     assert all(j.cfg.model.num_domains == 3 for j in dann)
@@ -84,6 +84,16 @@ def test_sweep_jobs_cover_domains_seeds_draws_and_pairs(tmp_path):
     assert draws[("-90%", "1", 0)] != draws[("-90%", "1", 1)]
     lr = [j for j in dann if j.info["hparams"] == "1"][0].cfg.optim_wrapper.model.optimizer.lr
     assert lr == draw_hparams("DANN", 1, 0)["optim_wrapper.model.optimizer.lr"]
+
+
+def test_sweep_split_seed_fixes_the_split_and_varies_only_training(tmp_path):
+    jobs = _jobs(tmp_path, "--algorithms", "ERM", "--seeds", "0", "1", "2", "--split-seed", "0",
+                 "--test-domains=-90%")
+    assert [j.cfg.randomness.seed for j in jobs] == [0, 1, 2]
+    for j in jobs:
+        assert j.info["split_seed"] == 0
+        for ds in (j.cfg.train_dataloader.dataset, j.cfg.val_dataloader.dataset):
+            assert ds.split_seed == 0
 
 
 def test_sweep_variant_names_a_setting_selection_weighs_against_the_defaults(tmp_path):

@@ -10,7 +10,8 @@ Each job is `tools/train.py` on a config written to its work dir,
 runs of ``--loo``), together with ``job.json`` (what tools/collect_results.py groups by). A job
 whose ``results.json`` exists is finished and is not run again, so a sweep can be re-launched
 after an interruption or extended with more seeds. Trial seed k sets the training seed and the
-80/20 split seed of every data set; draw 0 is the config's hyper-parameters, draws h > 0 are
+80/20 split seed of every data set (``--split-seed N``: split N for every trial); draw 0 is
+the config's hyper-parameters, draws h > 0 are
 DomainBed-style seeded random draws (dgsamp.models.algorithms.hparams), the same for every
 held-out domain. ``--variant NAME`` with ``--cfg-options`` names a hand-chosen setting instead
 (leaf ``seed<k>_<NAME>``, job.json ``hparams: NAME``): tools/collect_results.py then chooses
@@ -119,7 +120,7 @@ def make_jobs(args) -> list[Job]:
                     cfg = copy.deepcopy(base)
                     for ds in _dataset_dicts(cfg._cfg_dict):
                         ds["test_domains"] = list(held)
-                        ds["split_seed"] = seed
+                        ds["split_seed"] = ds_split(seed, args)
                     cfg.randomness = dict(seed=seed, deterministic=False)
                     draws = draw_hparams(base.model.type, hp, seed)
                     if draws:
@@ -131,11 +132,17 @@ def make_jobs(args) -> list[Job]:
                                                    leaf))
                     cfg.work_dir = work_dir
                     info = dict(algorithm=algorithm, dataset=dataset, held_out=list(held),
-                                trial_seed=seed, hparams=variant or str(hp), hparam_values=draws,
+                                trial_seed=seed, split_seed=ds_split(seed, args),
+                                hparams=variant or str(hp), hparam_values=draws,
                                 domains=domains, config=config,
                                 cfg_options=dict(args.cfg_options or {}))
                     jobs.append(Job(work_dir, cfg, info))
     return jobs
+
+
+def ds_split(seed: int, args: argparse.Namespace) -> int:
+    """The 80/20 split seed of trial ``seed``."""
+    return seed if args.split_seed is None else args.split_seed
 
 
 def prepare(job: Job) -> None:
@@ -200,7 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="work_dirs/sweeps")
     parser.add_argument("--algorithms", nargs="+", help="turn one ERM config into these")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                        help="trial seeds (training seed and 80/20 split seed)")
+                        help="trial seeds (training seed and, unless --split-seed, 80/20 "
+                        "split seed)")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="one 80/20 split for every trial (default: trial seed k splits with "
+                        "seed k, DomainBed's protocol); the seeds then vary only the training "
+                        "seed (initialisation, data order)")
     parser.add_argument("--test-domains", nargs="+", help="held-out domains (default: all)")
     parser.add_argument("--n-hparams", type=int, default=1,
                         help="hyper-parameter draws per job (draw 0: the config's)")
