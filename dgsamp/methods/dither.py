@@ -428,13 +428,7 @@ def _dither_compiled(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) ->
         return None
     d, unflat = flat
     n = d.numel()
-    u = None
-    if opts.noise == "philox":
-        u = _philox(n, dy.dtype, gen, dy.device)
-    elif opts.noise == "pool" and n <= POOL_SIZE:
-        u = _pool(dy.dtype, gen).window(n, gen)
-    if u is None:
-        u = torch.rand(n, generator=gen, dtype=dy.dtype)
+    u = _cpu_noise(n, dy.dtype, opts.noise, gen)
     width = dy.shape[-1] if rows else 0
     out, nnz, zero_rows = _run_compiled(fn, d, u, opts, width)
     if out is None:
@@ -455,17 +449,12 @@ def _dither_native(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> T
     if fn is None:
         return None
     u = None
-    if opts.noise != "philox":  # torch noise in memory order, from the caller's generator
-        n = dy.numel()
-        if n < 2 or dy.dtype not in (torch.float32, torch.float64):
-            return None  # before any number is drawn: eager draws its own
+    if opts.noise != "philox":  # Philox is drawn in the kernel; the others here, in memory order
         gen = opts.generator
-        if opts.noise == "pool" and n <= POOL_SIZE and (gen is None or gen.device.type == "cpu"):
-            u = _pool(dy.dtype, gen).window(n, gen)
-        elif gen is None or gen.device.type == "cpu":
-            u = torch.rand(n, generator=gen, dtype=dy.dtype)
-        else:
-            return None
+        if dy.numel() < 2 or dy.dtype not in (torch.float32, torch.float64) or (
+                gen is not None and gen.device.type != "cpu"):
+            return None  # before any number is drawn: eager draws its own
+        u = _cpu_noise(dy.numel(), dy.dtype, opts.noise, gen)
     result = fn(dy.detach(), u, opts.generator, opts.scale, opts.mode == "std", rows)
     if result is None:
         return None
@@ -473,6 +462,17 @@ def _dither_native(dy: Tensor, opts: DitherOptions, stats: Any, rows: bool) -> T
     if stats is not None:
         _store_density(stats, nnz, out.numel(), zero_rows if zero_rows >= 0 else None)
     return out
+
+
+def _cpu_noise(n: int, dtype: torch.dtype, noise: str,
+               generator: torch.Generator | None) -> Tensor:
+    """``n`` U(0, 1) numbers on CPU for the fused quantizers, laid out in memory order: the
+    pool's next window (``'pool'``, n ≤ ``POOL_SIZE``), the Philox stream (``'philox'``, where
+    the kernel library is built), else torch's generator. ``generator``: a CPU one or None."""
+    if noise == "pool" and n <= POOL_SIZE:
+        return _pool(dtype, generator).window(n, generator)
+    u = _philox(n, dtype, generator, torch.device("cpu")) if noise == "philox" else None
+    return u if u is not None else torch.rand(n, generator=generator, dtype=dtype)
 
 
 def _store_density(stats: Any, nnz: Any, numel: int, zero_rows: float | None,
