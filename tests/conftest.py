@@ -39,11 +39,13 @@ def main_config() -> str:
 
 @pytest.fixture
 def native_unbuilt(monkeypatch):
-    """As on a machine where dgsamp's C++ extension (dgsamp.methods.dither_native) cannot be
-    built: every native path falls back, and its one warning per process is due again."""
+    """As on a machine where dgsamp's C++ extensions (dgsamp.methods.dither_native,
+    dgsamp.methods.ssprop_native) cannot be built: every native path falls back, and the
+    dither kernel's one warning per process is due again."""
     import importlib
 
-    from dgsamp.methods import dither_native
+    from dgsamp.methods import dither_native, ssprop_native
 
-    monkeypatch.setattr(dither_native, "_STATE", {"error": "OSError: no C++ compiler"})
+    for ext in (dither_native._EXTENSION, ssprop_native._EXTENSION):
+        monkeypatch.setattr(ext, "state", {"error": "OSError: no C++ compiler"})
     monkeypatch.setattr(importlib.import_module("dgsamp.methods.dither"), "_NATIVE_WARNED", [])

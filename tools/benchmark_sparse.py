@@ -19,6 +19,10 @@ linear layers the CSR sparse-kernel dither path, for depthwise convs the sliced 
 (``ssprop0.5_sliced``) beside what a patched layer does (``ssprop0.5``: sliced or dense backward as
 :func:`dgsamp.methods.ssprop.slicing_pays` decides; ConvNeXt's 7x7 depthwise convs are sliced at
 keep 0.5 since 2026-12-03); models with depthwise convs get ``ssprop0.5_sliced`` too.
+``ssprop0.2`` is the default one-call native backward (:mod:`dgsamp.methods.ssprop_native`),
+``ssprop0.2_python`` the Python backward it replaced (``native=False``; per ResNet-18 layer and
+per ResNet-18 step). ``--channels-last`` runs the whole steps (dense too) in channels-last memory
+format, oneDNN's own layout on CPU; ``--nets`` picks the per-layer shape sets.
 
 Measured:
 - time with ``torch.utils.benchmark.Timer`` (``blocked_autorange`` per variant and round), the
@@ -224,6 +228,9 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
                                                              keep=0.5)
     else:
         variants["ssprop0.2"] = lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.2)
+        # the Python path (what ran until the one-call native backward of 2026-12-07)
+        variants["ssprop0.2_python"] = lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.2,
+                                                             native=False)
         variants["public0.2"] = lambda: _PublicSsPropConv.apply(x, w, s, pad, 0.2)
         variants["masked0.2"] = lambda: _masked_conv(x, w, s, pad, 0.2)
     variants["dither"] = lambda: dither_grad(F.conv2d(x, w, None, s, pad, 1, groups),
@@ -407,9 +414,10 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
                                             "noise": "fresh"})}
     if name.startswith("convnext"):
         variants["ssprop0.5_sliced"] = ("ssprop", {"keep": 0.5, "grouped": "sliced"})
-        variants["ssprop0.5_old"] = ("ssprop", {"keep": 0.5})
-    if name == "resnet18":
-        variants["ssprop0.2_old"] = ("ssprop", {"keep": 0.2})
+        variants["ssprop0.5_old"] = ("ssprop", {"keep": 0.5, "native": False})
+    if name == "resnet18":  # the Python backward (before 2026-12-07) and the older one
+        variants["ssprop0.2_python"] = ("ssprop", {"keep": 0.2, "native": False})
+        variants["ssprop0.2_old"] = ("ssprop", {"keep": 0.2, "native": False})
     # the old default next to the new one: the eager quantizer, δ̃ into autograd's dense
     # kernels everywhere (the default on every layer at the default scale until 2026-12-07)
     variants["dither_dense"] = ("dither", {"scale": 8.0, "quantizer": "eager",
@@ -417,11 +425,12 @@ def step_variants(name: str) -> dict[str, tuple[str, dict] | None]:
     return variants
 
 
-def bench_step(name, res, batch, rounds, device, threads, min_run_time):
+def bench_step(name, res, batch, rounds, device, threads, min_run_time, channels_last=False):
     variants = step_variants(name)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     models, opts = {}, {}
     for v, cfg in variants.items():
-        m = _make_model(name, res, device)
+        m = _make_model(name, res, device).to(memory_format=fmt)
         if cfg is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -429,7 +438,7 @@ def bench_step(name, res, batch, rounds, device, threads, min_run_time):
         models[v] = m
         opts[v] = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, res, res, generator=g).to(device)
+    x = torch.randn(batch, 3, res, res, generator=g).to(device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
 
     def step(v):
@@ -451,7 +460,8 @@ def bench_step(name, res, batch, rounds, device, threads, min_run_time):
 
     bt = interleaved({v: _timer("backward(v)", {"backward": backward, "v": v}, threads, label)
                       for v in variants}, rounds, min_run_time)
-    out = {"model": name, "res": res, "batch": batch, "variants": {}}
+    out = {"model": name, "res": res, "batch": batch, "channels_last": channels_last,
+           "variants": {}}
     dense_bwd = _backward_flops(lambda: backward("dense"))
     for v in variants:
         m = models[v]
@@ -500,6 +510,12 @@ def summarize(result) -> dict:
             s["conv_fwd_bwd_keep0.2_vs_public_resnet18_median"] = statistics.median(
                 r["variants"]["ssprop0.2"]["fwd_bwd_speedup"]
                 / r["variants"]["public0.2"]["fwd_bwd_speedup"] for r in r18)
+            if all("ssprop0.2_python" in r["variants"] for r in r18):
+                s["conv_fwd_bwd_keep0.2_python_resnet18_median"] = statistics.median(
+                    r["variants"]["ssprop0.2_python"]["fwd_bwd_speedup"] for r in r18)
+                s["conv_fwd_bwd_keep0.2_python_vs_public_resnet18_median"] = statistics.median(
+                    r["variants"]["ssprop0.2_python"]["fwd_bwd_speedup"]
+                    / r["variants"]["public0.2"]["fwd_bwd_speedup"] for r in r18)
             s["conv_bwd_keep0.2_vs_public_resnet18_median"] = statistics.median(
                 r["variants"]["ssprop0.2"]["speedup_vs_dense"]
                 / r["variants"]["public0.2"]["speedup_vs_dense"] for r in r18)
@@ -518,6 +534,8 @@ def summarize(result) -> dict:
     if r18s:
         v = r18s[0]["variants"]
         s["resnet18_step_keep0.2"] = v["ssprop0.2"]["step_speedup"]
+        if "ssprop0.2_python" in v:
+            s["resnet18_step_keep0.2_python"] = v["ssprop0.2_python"]["step_speedup"]
         s["resnet18_step_keep0.5"] = v["ssprop0.5"]["step_speedup"]
         s["resnet18_dither_step_overhead"] = v["dither"]["step_overhead"]
         s["resnet18_dither_zero_fraction"] = v["dither"]["zero_fraction"]
@@ -600,6 +618,16 @@ def write_markdown(result, path):
                   f"layer zeros (Gaussian dY) {100 * s['dither_layer_zero_fraction_median']:.1f}%,"
                   f" dither conv bwd overhead median "
                   f"{100 * s['dither_conv_bwd_overhead_median']:+.1f}%."]
+    if "conv_fwd_bwd_keep0.2_python_resnet18_median" in s:
+        lines += ["", f"ssProp's Python backward (`native=False`, the path before the one-call "
+                  f"native backward): ResNet-18 forward+backward at keep 0.2 "
+                  f"{_fmt(s['conv_fwd_bwd_keep0.2_python_resnet18_median'])}x dense, "
+                  f"{_fmt(s['conv_fwd_bwd_keep0.2_python_vs_public_resnet18_median'])}x the "
+                  f"public code (medians over the shapes)."]
+    if "resnet18_step_keep0.2_python" in s:
+        lines += ["", f"ResNet-18 224 px step at keep 0.2: native backward "
+                  f"{_fmt(s['resnet18_step_keep0.2'])}x dense, Python backward "
+                  f"{_fmt(s['resnet18_step_keep0.2_python'])}x."]
     if "dither_step_overhead_median" in s:
         lines += ["", f"Dither, whole steps: zeros >= "
                   f"{100 * s['dither_step_zero_fraction_min']:.1f}% on every model, time overhead "
@@ -672,6 +700,11 @@ def main(argv=None):
     p.add_argument("--min-run-time", type=float, default=None,
                    help="seconds per blocked_autorange (default 0.2, quick 0.05)")
     p.add_argument("--models", nargs="+", default=STEP_MODELS, help="whole-step models")
+    p.add_argument("--nets", nargs="+", default=["resnet18", "resnet50", "convnext_atto",
+                                                 "vit_s"],
+                   help="per-layer shape sets (default all)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="whole steps with models and input channels-last (oneDNN's layout)")
     p.add_argument("--out", default="work_dirs/benchmarks/sparse",
                    help="output prefix: writes PREFIX.json and PREFIX.md")
     p.add_argument("--skip-steps", action="store_true", help="per-layer benchmarks only")
@@ -696,14 +729,16 @@ def main(argv=None):
 
     layers = []
     r50 = RESNET50_CONVS[1::2] if quick else RESNET50_CONVS
-    nets = [] if args.skip_layers else [("resnet18", RESNET18_CONVS), ("resnet50", r50),
-                                        ("convnext_atto", CONVNEXT_ATTO_DWCONVS)]
+    nets = [] if args.skip_layers else [
+        (n, specs) for n, specs in (("resnet18", RESNET18_CONVS), ("resnet50", r50),
+                                    ("convnext_atto", CONVNEXT_ATTO_DWCONVS))
+        if n in args.nets]
     for net, specs in nets:
         for spec in specs:
             r = dict(bench_conv_layer(spec, lbatch, rounds, dev, threads, min_run), net=net)
             layers.append(r)
             log(f"{net} {r['layer']}", r, "speedup_vs_dense")
-    for spec in [] if args.skip_layers else VIT_S_LINEARS:
+    for spec in [] if args.skip_layers or "vit_s" not in args.nets else VIT_S_LINEARS:
         r = dict(bench_linear_layer(spec, lbatch, 197, rounds, dev, threads, min_run),
                  net="vit_s")
         layers.append(r)
@@ -722,7 +757,8 @@ def main(argv=None):
         srounds = args.rounds or (3 if quick else 5)
         for name in args.models:
             for res in (224, 32):
-                r = bench_step(name, res, sbatch[res], srounds, dev, threads, min_run)
+                r = bench_step(name, res, sbatch[res], srounds, dev, threads, min_run,
+                               args.channels_last)
                 steps.append(r)
                 log(f"step {name}@{res}", r, "step_speedup")
     meta = {
@@ -730,7 +766,8 @@ def main(argv=None):
         "device_name": (torch.cuda.get_device_name() if dev == "cuda"
                         else machine_info()["cpu_model"]),
         "machine": machine_info(), "threads": threads, "torch": torch.__version__,
-        "quick": quick, "rounds": rounds, "min_run_time_s": min_run, "layer_batch": lbatch,
+        "quick": quick, "channels_last_steps": args.channels_last, "rounds": rounds,
+        "min_run_time_s": min_run, "layer_batch": lbatch,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": None,
         "memory_source": memory_source(dev),
         "flop_source": "torch.utils.flop_counter.FlopCounterMode on one backward "

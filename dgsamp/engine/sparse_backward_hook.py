@@ -59,7 +59,8 @@ class SparseBackwardHook(Hook):
             (default: the loop's ``val_interval``).
         stats_interval: measure and log the gradient sparsity every n iterations.
         **options: fields of the layer options (ssprop: select, group_select, only_weight,
-            rescale, grouped; dither: mode, sparse_kernel, sparse_threshold, noise, quantizer).
+            rescale, grouped, native; dither: mode, sparse_kernel, sparse_threshold, noise,
+            quantizer).
     """
 
     priority = "ABOVE_NORMAL"  # keep set before other hooks (cost counting) see the step

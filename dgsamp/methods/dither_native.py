@@ -44,10 +44,9 @@ row is summed in a fixed order, so results do not depend on the thread count. At
 zeros of the default scale that is 2-6x faster than the dense products here (break-even near
 40% density); torch's CSR matmuls only break even below ~4% density.
 
-Built on first use with the compiler PyTorch's C++ extensions use (``torch.utils.cpp_extension``,
-ninja; cached under ``~/.cache/torch_extensions``, 40-70 s once per machine on this 2-core
-CPU); where that fails :func:`kernel` returns None and the caller falls back to the eager
-quantizer and fresh torch noise with one warning. float32 and float64 only (``dither_fused``
+Built on first use (:class:`.native.NativeExtension`); where that fails :func:`kernel` returns
+None and the caller falls back to the eager quantizer and fresh torch noise with one warning.
+float32 and float64 only (``dither_fused``
 declines other dtypes; :func:`sparse_grads` raises). Philox numbers have 24 random bits
 (uniform on the grid k/2^24) for float64 gradients too, where torch's generator gives 53:
 E[δ̃] = δ then holds to within 2^-24·Δ per element (as for float32), far below float32's own
@@ -56,11 +55,9 @@ rounding of δ/Δ + u.
 
 from __future__ import annotations
 
-import logging
-import threading
-from typing import Any
-
 import torch
+
+from .native import NativeExtension
 
 SOURCE_VERSION = 16  # bump with any change to _SOURCE: the extension's name carries it
 
@@ -668,55 +665,14 @@ std::vector<int64_t> philox_block(std::vector<int64_t> ctr, std::vector<int64_t>
 }
 """
 
-_LOCK = threading.Lock()
-_STATE: dict[str, Any] = {}  # 'module': the built extension; 'error': why building failed
-
-
-def _flags() -> list[str]:
-    """-O3, and the widest vector ISA the CPU has (floor, the counts and Philox vectorise:
-    Philox's 32x32->64-bit products run 2x faster on AVX-512 than on AVX2 here).
-
-    No -ffast-math: NaN must stay NaN. No FMA contraction: δ·(1/Δ) + u rounds as in eager.
-    -fno-trapping-math: without it GCC will not vectorise floor (FP exception flags are not
-    something any caller reads). -fopenmp: ``at::parallel_for`` is a header template whose
-    OpenMP pragmas are compiled into *this* library; without the flag every loop of the kernel
-    ran on one thread (torch's own kernels on all of them). The library then needs
-    libgomp.so.1, which torch has already loaded (its wheel ships one): the same runtime. The
-    flags are part of the build's hash, so a cache shared with a CPU of another ISA rebuilds
-    instead of loading code it cannot run.
-    """
-    flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability == "AVX512":
-        flags += ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw"]
-    elif capability == "AVX2":
-        flags += ["-mavx2", "-mfma"]
-    return flags
+_EXTENSION = NativeExtension(
+    f"dgsamp_dither_v{SOURCE_VERSION}", _SOURCE,
+    ["dither_fused", "philox_key", "philox_uniform", "philox_block", "sparse_grads"])
 
 
 def _module():
     """The built extension, building it on first use; None if that failed."""
-    if "module" in _STATE or "error" in _STATE:
-        return _STATE.get("module")
-    with _LOCK:
-        if "module" not in _STATE and "error" not in _STATE:
-            log = logging.getLogger("torch.utils.cpp_extension")
-            level = log.level
-            log.setLevel(logging.ERROR)  # its import warns 'No CUDA runtime is found' on CPU
-            try:
-                from torch.utils.cpp_extension import load_inline
-
-                _STATE["module"] = load_inline(
-                    name=f"dgsamp_dither_v{SOURCE_VERSION}", cpp_sources=_SOURCE,
-                    functions=["dither_fused", "philox_key", "philox_uniform",
-                               "philox_block", "sparse_grads"],
-                    extra_cflags=_flags(), extra_ldflags=["-fopenmp"], verbose=False)
-            except Exception as err:  # noqa: BLE001  (no compiler, no ninja, ...: say why)
-                first = str(err).strip().splitlines()
-                _STATE["error"] = f"{type(err).__name__}: {first[0] if first else ''}"
-            finally:
-                log.setLevel(level)
-    return _STATE.get("module")
+    return _EXTENSION.module()
 
 
 def kernel():
@@ -767,4 +723,4 @@ def philox_block(counter: list[int], key: list[int]) -> list[int]:
 
 def build_error() -> str | None:
     """Why the kernel could not be built (None if it was, or was not tried)."""
-    return _STATE.get("error")
+    return _EXTENSION.error

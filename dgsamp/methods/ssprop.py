@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import ssprop_native
+
 __all__ = [
     "COPY_COST_MACS",
     "SSPROP_SELECT",
@@ -82,7 +84,11 @@ class SsPropOptions:
     ``set_sparsity`` does) makes a validated copy. ``grouped`` decides the depthwise case: with
     ``'auto'`` (default) a patched depthwise conv keeps its dense backward where slicing cannot
     win (:func:`slicing_pays`), with ``'sliced'`` it is always sliced like every other conv.
-    The functional ``ssprop_conv2d`` always slices.
+    The functional ``ssprop_conv2d`` always slices. ``native`` (default True) runs the backward
+    of groups=1 convs and linear layers with top-k selection on CPU as one C++ call
+    (:mod:`.ssprop_native`: the same channels and gradients, without ~15 Python-level tensor
+    ops per layer); False keeps the Python path, which is also what runs where the extension
+    cannot be built.
     """
 
     keep: float = 0.5
@@ -92,6 +98,7 @@ class SsPropOptions:
     rescale: bool = False
     generator: torch.Generator | None = None
     grouped: str = "auto"
+    native: bool = True
     method: ClassVar[str] = "ssprop"
 
     def __post_init__(self) -> None:
@@ -105,6 +112,7 @@ class SsPropOptions:
             raise ValueError(f"grouped must be one of {_GROUPED}, got {self.grouped!r}")
         object.__setattr__(self, "only_weight", bool(self.only_weight))
         object.__setattr__(self, "rescale", bool(self.rescale))
+        object.__setattr__(self, "native", bool(self.native))
 
 
 def slicing_pays(conv: nn.Conv2d, keep: float) -> bool:
@@ -282,21 +290,29 @@ class _SsPropConv2dFn(torch.autograd.Function):
             x = x.to(dy.dtype)
         if w.dtype != dy.dtype:
             w = w.to(dy.dtype)
-        idx = select_channels(channel_scores(dy, 1), o.keep, o.select, groups, o.group_select,
-                              o.generator)
+        c_out = w.shape[0]
         mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2])
-        dx, dw, db = _conv_backward_sliced(dy, x, w, idx, stride, padding, dilation, groups,
-                                           mask, only_weight)
-        c_out = w.shape[0]
-        if o.rescale:
-            f = c_out / idx.numel()
-            dw = dw.mul_(f) if dw is not None else None
-            db = db.mul_(f) if db is not None else None
-            if dx is not None and not only_weight:
-                dx = dx.mul_(f)
+        native = (ssprop_native.conv_backward() if o.native and groups == 1
+                  and o.select == "topk" and dy.device.type == "cpu" else None)
+        if native is not None:  # the same selection and products in one call (ssprop_native)
+            k = num_kept(o.keep, c_out)
+            dx, dw, db = native(dy, x, w, k, stride, padding, dilation, *mask, only_weight,
+                                c_out / k if o.rescale else 1.0)
+        else:
+            idx = select_channels(channel_scores(dy, 1), o.keep, o.select, groups,
+                                  o.group_select, o.generator)
+            k = idx.numel()
+            dx, dw, db = _conv_backward_sliced(dy, x, w, idx, stride, padding, dilation, groups,
+                                               mask, only_weight)
+            if o.rescale:
+                f = c_out / k
+                dw = dw.mul_(f) if dw is not None else None
+                db = db.mul_(f) if db is not None else None
+                if dx is not None and not only_weight:
+                    dx = dx.mul_(f)
         if ctx.stats is not None:
-            ctx.stats.kept_fraction = idx.numel() / c_out
+            ctx.stats.kept_fraction = k / c_out
         dx = dx.to(x_dtype) if dx is not None else None
         dw = dw.to(w_dtype) if dw is not None else None
         return dx, dw, db, None, None, None, None, None, None
@@ -324,30 +340,52 @@ class _SsPropLinearFn(torch.autograd.Function):
         out_f, in_f = w.shape
         dy2 = dy.reshape(-1, out_f)
         x2 = x.reshape(-1, in_f)
-        idx = select_channels(channel_scores(dy2, 1), o.keep, o.select, 1, "global", o.generator)
-        dy_s = dy2.index_select(1, idx)  # (N, k)
-        f = out_f / idx.numel() if rescale else 1.0
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            if only_weight:
-                dx = dy2 @ w
-            else:
-                dx = dy_s @ w.index_select(0, idx)
-                if rescale:
-                    dx.mul_(f)
+        need_db = ctx.has_bias and ctx.needs_input_grad[2]
+        native = (ssprop_native.linear_backward()
+                  if o.native and o.select == "topk" and dy.device.type == "cpu" else None)
+        if native is not None:  # the same selection and products in one call (ssprop_native)
+            k = num_kept(o.keep, out_f)
+            dx, dw, db = native(dy2, x2, w, k, ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+                                need_db, only_weight, out_f / k if rescale else 1.0)
+        else:
+            idx = select_channels(channel_scores(dy2, 1), o.keep, o.select, 1, "global",
+                                  o.generator)
+            k = idx.numel()
+            dx, dw, db = _linear_backward_sliced(dy2, x2, w, idx, ctx.needs_input_grad[0],
+                                                 ctx.needs_input_grad[1], need_db, only_weight,
+                                                 out_f / k if rescale else 1.0)
+        if dx is not None:
             dx = dx.reshape(x.shape).to(x_dtype)
-        if ctx.needs_input_grad[1]:
-            dw = w.new_zeros(w.shape)
-            dws = dy_s.t() @ x2
-            dw.index_copy_(0, idx, dws.mul_(f) if rescale else dws)
+        if dw is not None:
             dw = dw.to(w_dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = dy2.new_zeros(out_f)
-            dbs = dy_s.sum(0)
-            db.index_copy_(0, idx, dbs.mul_(f) if rescale else dbs)
         if ctx.stats is not None:
-            ctx.stats.kept_fraction = idx.numel() / out_f
+            ctx.stats.kept_fraction = k / out_f
         return dx, dw, db, None, None
+
+
+def _linear_backward_sliced(dy2: Tensor, x2: Tensor, w: Tensor, idx: Tensor, need_dx: bool,
+                            need_dw: bool, need_db: bool, only_weight: bool,
+                            f: float) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """dX, dW, db of a linear layer (2-d dY and x) whose output gradient keeps features
+    ``idx``; ``f`` multiplies the sliced products (1 for none)."""
+    dy_s = dy2.index_select(1, idx)  # (N, k)
+    dx = dw = db = None
+    if need_dx:
+        if only_weight:
+            dx = dy2 @ w
+        else:
+            dx = dy_s @ w.index_select(0, idx)
+            if f != 1.0:
+                dx.mul_(f)
+    if need_dw:
+        dw = w.new_zeros(w.shape)
+        dws = dy_s.t() @ x2
+        dw.index_copy_(0, idx, dws.mul_(f) if f != 1.0 else dws)
+    if need_db:
+        db = dy2.new_zeros(w.shape[0])
+        dbs = dy_s.sum(0)
+        db.index_copy_(0, idx, dbs.mul_(f) if f != 1.0 else dbs)
+    return dx, dw, db
 
 
 def ssprop_conv2d(
@@ -367,6 +405,7 @@ def ssprop_conv2d(
     padding_mode: str = "zeros",
     generator: torch.Generator | None = None,
     stats: Any = None,
+    native: bool = True,
 ) -> Tensor:
     """``F.conv2d`` whose backward keeps only ``keep`` of the output channels.
 
@@ -375,7 +414,8 @@ def ssprop_conv2d(
     and the convolution runs with padding 0, as ``nn.Conv2d`` does. ``keep == 1`` is the plain
     ``F.conv2d`` (exact dense autograd). ``stats``, if given, gets ``kept_fraction`` written.
     """
-    opts = SsPropOptions(keep, select, group_select, only_weight, rescale, generator, "sliced")
+    opts = SsPropOptions(keep, select, group_select, only_weight, rescale, generator, "sliced",
+                         native)
     return _conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, opts, stats)
 
 
@@ -412,9 +452,10 @@ def ssprop_linear(
     rescale: bool = False,
     generator: torch.Generator | None = None,
     stats: Any = None,
+    native: bool = True,
 ) -> Tensor:
     """``F.linear`` (any leading dims) whose backward keeps only ``keep`` of the out features."""
-    opts = SsPropOptions(keep, select, "global", only_weight, rescale, generator)
+    opts = SsPropOptions(keep, select, "global", only_weight, rescale, generator, native=native)
     return _linear(x, weight, bias, opts, stats)
 
 
