@@ -21,8 +21,10 @@ linear layers the CSR sparse-kernel dither path, for depthwise convs the sliced 
 keep 0.5 since 2026-12-03); models with depthwise convs get ``ssprop0.5_sliced`` too.
 ``ssprop0.2`` is the default one-call native backward (:mod:`dgsamp.methods.ssprop_native`),
 ``ssprop0.2_python`` the Python backward it replaced (``native=False``; per ResNet-18 layer and
-per ResNet-18 step). ``--channels-last`` runs the whole steps (dense too) in channels-last memory
-format, oneDNN's own layout on CPU; ``--nets`` picks the per-layer shape sets.
+per ResNet-18 step); ``kernels0.2`` (per layer) is the sliced kernel call alone on slices made
+beforehand, the bound of any implementation on torch's kernels. ``--channels-last`` runs the
+whole steps (dense too) in channels-last memory format, oneDNN's own layout on CPU; ``--nets``
+picks the per-layer shape sets.
 
 Measured:
 - time with ``torch.utils.benchmark.Timer`` (``blocked_autorange`` per variant and round), the
@@ -201,6 +203,26 @@ class _PublicSsPropConv(torch.autograd.Function):
         return dx, dw, None, None, None
 
 
+class _SlicedKernelsOnly(torch.autograd.Function):
+    """The bound of any ssProp implementation built on torch's conv kernels: the dense forward,
+    and in backward only the sliced ``convolution_backward`` on a dY and W gathered beforehand
+    (no scores, top-k, gathers or dW scatter; its gradients are not returned)."""
+
+    @staticmethod
+    def forward(ctx, x, w, stride, pad, dy_s, w_s):
+        ctx.save_for_backward(x, dy_s, w_s)
+        ctx.conf = (stride, pad, x.requires_grad)
+        return F.conv2d(x, w, None, stride, pad)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, dy_s, w_s = ctx.saved_tensors
+        stride, pad, need_dx = ctx.conf
+        torch.ops.aten.convolution_backward(dy_s, x, w_s, None, [stride] * 2, [pad] * 2, [1, 1],
+                                            False, [0, 0], 1, [need_dx, True, False])
+        return None, None, None, None, None, None
+
+
 def _patched(layer: torch.nn.Module, weight: torch.nn.Parameter, method: str, **options):
     """``layer`` holding ``weight``, patched as a model's layer is (the depthwise rule applies)."""
     layer.weight = weight
@@ -232,6 +254,11 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
         variants["ssprop0.2_python"] = lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.2,
                                                              native=False)
         variants["public0.2"] = lambda: _PublicSsPropConv.apply(x, w, s, pad, 0.2)
+        kept = max(int(0.2 * cout), 1)
+        dy_s = torch.randn(batch, kept, *F.conv2d(x[:1, :, :, :], w, None, s, pad).shape[2:],
+                           device=device)
+        w_s = w.detach()[:kept].clone()
+        variants["kernels0.2"] = lambda: _SlicedKernelsOnly.apply(x, w, s, pad, dy_s, w_s)
         variants["masked0.2"] = lambda: _masked_conv(x, w, s, pad, 0.2)
     variants["dither"] = lambda: dither_grad(F.conv2d(x, w, None, s, pad, 1, groups),
                                              stats=stats)
@@ -510,6 +537,13 @@ def summarize(result) -> dict:
             s["conv_fwd_bwd_keep0.2_vs_public_resnet18_median"] = statistics.median(
                 r["variants"]["ssprop0.2"]["fwd_bwd_speedup"]
                 / r["variants"]["public0.2"]["fwd_bwd_speedup"] for r in r18)
+            if all("kernels0.2" in r["variants"] for r in r18):  # the bound on torch's kernels
+                s["conv_fwd_bwd_keep0.2_kernels_only_resnet18_median"] = statistics.median(
+                    r["variants"]["kernels0.2"]["fwd_bwd_speedup"] for r in r18)
+                s["conv_fwd_bwd_keep0.2_kernels_only_vs_public_resnet18_median"] = (
+                    statistics.median(r["variants"]["kernels0.2"]["fwd_bwd_speedup"]
+                                      / r["variants"]["public0.2"]["fwd_bwd_speedup"]
+                                      for r in r18))
             if all("ssprop0.2_python" in r["variants"] for r in r18):
                 s["conv_fwd_bwd_keep0.2_python_resnet18_median"] = statistics.median(
                     r["variants"]["ssprop0.2_python"]["fwd_bwd_speedup"] for r in r18)
@@ -624,6 +658,14 @@ def write_markdown(result, path):
                   f"{_fmt(s['conv_fwd_bwd_keep0.2_python_resnet18_median'])}x dense, "
                   f"{_fmt(s['conv_fwd_bwd_keep0.2_python_vs_public_resnet18_median'])}x the "
                   f"public code (medians over the shapes)."]
+    if "conv_fwd_bwd_keep0.2_kernels_only_resnet18_median" in s:
+        lines += ["", f"The sliced kernels alone (`kernels0.2`: dense forward, one sliced "
+                  f"`convolution_backward` on dY and W gathered beforehand, no selection or "
+                  f"copies; the bound of any implementation on torch's kernels): ResNet-18 "
+                  f"forward+backward "
+                  f"{_fmt(s['conv_fwd_bwd_keep0.2_kernels_only_resnet18_median'])}x dense, "
+                  f"{_fmt(s['conv_fwd_bwd_keep0.2_kernels_only_vs_public_resnet18_median'])}x "
+                  f"the public code (medians)."]
     if "resnet18_step_keep0.2_python" in s:
         lines += ["", f"ResNet-18 224 px step at keep 0.2: native backward "
                   f"{_fmt(s['resnet18_step_keep0.2'])}x dense, Python backward "
