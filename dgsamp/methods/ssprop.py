@@ -19,6 +19,11 @@ which always needs a single kernel call.
 Module classes :class:`SsPropConv2d` and :class:`SsPropLinear` are what :mod:`dgsamp.methods.patch`
 swaps an existing module's class to; they keep every parameter under the same name.
 
+On CPU the backward of groups=1 convs and linear layers with top-k selection is one C++ call
+(:mod:`.ssprop_native`, ``native=True`` by default): the same channels and products as the
+Python path below, which runs everywhere else (grouped convs, random selection, CUDA, no
+compiler).
+
 Over 350 lines for a reason: options, channel selection, the sliced backward, the two autograd
 Functions, their functional forms and module classes are one algorithm sharing private helpers
 (padding rules, the bucketed grouped backward); split, each part would import the others'.
