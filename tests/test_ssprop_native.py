@@ -174,3 +174,55 @@ def test_ssprop_uses_the_native_call_and_matches_the_fallback(monkeypatch, reque
     assert calls == ["conv", "linear"]
     for a, c in zip(conv + lin, conv_fallback + lin_fallback, strict=True):
         torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+
+
+def test_nan_ranks_above_inf_as_in_torch_topk():
+    dy = torch.zeros(1, 5, 2, 2)
+    dy[0, 1, 0, 0] = float("inf")
+    dy[0, 3, 0, 0] = float("nan")
+    expect = select_channels(channel_scores(dy, 1), 1 / 5)
+    assert ssprop_native.top_k_channels()(dy, 1).tolist() == expect.tolist() == [3]
+    assert ssprop_native.top_k_channels()(dy, 2).tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_rescale_multiplies_half_types_in_float(dtype):
+    """dW and db times C/k rounded once, as the Python path's ``mul_`` does. (Channels of
+    clearly different scale: half-type sums, which the Python path ranks by, are coarse.)"""
+    torch.manual_seed(6)
+    x = torch.randn(2, 8, 9, 9).to(dtype)
+    w = torch.randn(20, 8, 3, 3).to(dtype)
+    dy = (torch.randn(2, 20, 9, 9) * torch.arange(1, 21).view(1, -1, 1, 1)).to(dtype)
+    k = num_kept(0.3, 20)
+    got = ssprop_native.conv_backward()(dy, x, w, k, [1, 1], [1, 1], [1, 1], True, True, True,
+                                        False, 20 / k)
+    ref = _python_conv(dy, x, w, 0.3, (1, 1), (1, 1), (True, True, True), False, True)
+    for a, b in zip(got, ref, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dw_keeps_the_weight_memory_format():
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(16, 8, 3, 3).contiguous(memory_format=torch.channels_last)
+    dy = torch.randn(2, 16, 9, 9).contiguous(memory_format=torch.channels_last)
+    _, dw, _ = ssprop_native.conv_backward()(dy, x, w, 4, [1, 1], [1, 1], [1, 1], False, True,
+                                             False, False, 1.0)
+    assert dw.is_contiguous(memory_format=torch.channels_last)
+    ref = _python_conv(dy, x, w, 4 / 16, (1, 1), (1, 1), (False, True, False), False, False)[1]
+    assert torch.equal(dw, ref)
+
+
+def test_create_graph_keeps_dw_differentiable():
+    """Under ``create_graph=True`` the Functions take the Python path: dW has a graph, and its
+    gradient with respect to x is the Python path's."""
+    torch.manual_seed(7)
+    x0 = torch.randn(2, 4, 7, 7, dtype=torch.float64)
+    w0 = torch.randn(8, 4, 3, 3, dtype=torch.float64)
+    grads = []
+    for native in (True, False):
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        y = ssprop_conv2d(x, w, None, 1, 1, keep=0.5, native=native)
+        (gw,) = torch.autograd.grad((y * y).sum(), w, create_graph=True)
+        assert gw.requires_grad
+        grads.append(torch.autograd.grad(gw.sum(), x)[0])
+    torch.testing.assert_close(grads[0], grads[1])

@@ -71,6 +71,7 @@ from dgsamp.methods.dither import dither_grad  # noqa: E402
 from dgsamp.methods.patch import patch, patched_modules, sparse_stats, unpatch  # noqa: E402
 from dgsamp.methods.ssprop import (  # noqa: E402
     channel_scores,
+    num_kept,
     select_channels,
     ssprop_conv2d,
     ssprop_linear,
@@ -254,7 +255,7 @@ def bench_conv_layer(spec, batch, rounds, device, threads, min_run_time):
         variants["ssprop0.2_python"] = lambda: ssprop_conv2d(x, w, None, s, pad, keep=0.2,
                                                              native=False)
         variants["public0.2"] = lambda: _PublicSsPropConv.apply(x, w, s, pad, 0.2)
-        kept = max(int(0.2 * cout), 1)
+        kept = num_kept(0.2, cout)
         dy_s = torch.randn(batch, kept, *F.conv2d(x[:1, :, :, :], w, None, s, pad).shape[2:],
                            device=device)
         w_s = w.detach()[:kept].clone()
@@ -595,7 +596,7 @@ def summarize(result) -> dict:
         s["ssprop_step_speedup_min"] = min(d["step_speedup"] for r in steps
                                            for v, d in r["variants"].items()
                                            if v.startswith("ssprop") and "sliced" not in v
-                                           and not v.endswith("_old"))
+                                           and not v.endswith(("_old", "_python")))
     for k in ("conv_bwd_keep0.5_resnet18_median", "conv_bwd_keep0.2_resnet18_median",
               "conv_fwd_bwd_keep0.2_resnet18_median",
               "conv_fwd_bwd_keep0.2_vs_public_resnet18_median"):
@@ -742,8 +743,8 @@ def main(argv=None):
     p.add_argument("--min-run-time", type=float, default=None,
                    help="seconds per blocked_autorange (default 0.2, quick 0.05)")
     p.add_argument("--models", nargs="+", default=STEP_MODELS, help="whole-step models")
-    p.add_argument("--nets", nargs="+", default=["resnet18", "resnet50", "convnext_atto",
-                                                 "vit_s"],
+    nets = ["resnet18", "resnet50", "convnext_atto", "vit_s"]
+    p.add_argument("--nets", nargs="+", default=nets, choices=nets,
                    help="per-layer shape sets (default all)")
     p.add_argument("--channels-last", action="store_true",
                    help="whole steps with models and input channels-last (oneDNN's layout)")

@@ -21,8 +21,8 @@ swaps an existing module's class to; they keep every parameter under the same na
 
 On CPU the backward of groups=1 convs and linear layers with top-k selection is one C++ call
 (:mod:`.ssprop_native`, ``native=True`` by default): the same channels and products as the
-Python path below, which runs everywhere else (grouped convs, random selection, CUDA, no
-compiler).
+Python path below, which runs everywhere else (grouped convs, random selection, CUDA,
+``create_graph=True``, no compiler).
 
 Over 350 lines for a reason: options, channel selection, the sliced backward, the two autograd
 Functions, their functional forms and module classes are one algorithm sharing private helpers
@@ -299,7 +299,8 @@ class _SsPropConv2dFn(torch.autograd.Function):
         mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2])
         native = (ssprop_native.conv_backward() if o.native and groups == 1
-                  and o.select == "topk" and dy.device.type == "cpu" else None)
+                  and o.select == "topk" and dy.device.type == "cpu"
+                  and not torch.is_grad_enabled() else None)  # create_graph: Python path
         if native is not None:  # the same selection and products in one call (ssprop_native)
             k = num_kept(o.keep, c_out)
             dx, dw, db = native(dy, x, w, k, stride, padding, dilation, *mask, only_weight,
@@ -347,7 +348,8 @@ class _SsPropLinearFn(torch.autograd.Function):
         x2 = x.reshape(-1, in_f)
         need_db = ctx.has_bias and ctx.needs_input_grad[2]
         native = (ssprop_native.linear_backward()
-                  if o.native and o.select == "topk" and dy.device.type == "cpu" else None)
+                  if o.native and o.select == "topk" and dy.device.type == "cpu"
+                  and not torch.is_grad_enabled() else None)  # create_graph: Python path
         if native is not None:  # the same selection and products in one call (ssprop_native)
             k = num_kept(o.keep, out_f)
             dx, dw, db = native(dy2, x2, w, k, ctx.needs_input_grad[0], ctx.needs_input_grad[1],

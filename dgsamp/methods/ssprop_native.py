@@ -11,28 +11,36 @@ Python call per layer:
 
 1. the channel scores Σ|dY| in one pass (float accumulators per lane, one double per
    channel; summed in a fixed order, so the same for any thread count);
-2. the top-k channels (``nth_element`` on score, ties to the lower index; NaN ranks highest,
-   as in ``torch.topk``), sorted;
+2. the top-k channels (``nth_element`` on score, ties to the lower index; NaN ranks above
+   everything, as in ``torch.topk``), sorted;
 3. dY and W gathered to the kept channels (a channels-last dY along its last dim, as
    :func:`.ssprop._take_channels` does), and ATen's ``convolution_backward`` (or the two
    matmuls of a linear layer) on the slices: the kernels run on k channels;
 4. dW (and db) written in one pass: the kept rows copied, the others zeroed.
 
-The selection is the set :func:`.ssprop.select_channels` picks on the same scores; only exact
-ties of the k-th score can be broken differently (torch does not specify its order), which
-changes nothing but which of equally ranked channels is kept. Built on first use
-(:class:`.native.NativeExtension`); where that fails :func:`conv_backward` and
-:func:`linear_backward` return None and :mod:`.ssprop` runs its Python path.
+The selection is the set :func:`.ssprop.select_channels` picks, except where two channels' sums
+are equal or within float rounding of each other at the k-th place: the sums here are rounded
+differently from torch's float ``sum`` (16 float lanes, then double), and torch does not specify
+how it breaks ties. Which of two equally ranked channels is kept is all that can differ.
+
+Only where no gradient of the gradient is asked for (autograd runs a backward without grad mode
+unless ``create_graph=True``): dW and db are written through raw pointers, so they would not be
+differentiable; with ``create_graph=True`` :mod:`.ssprop` takes its Python path. dW comes back in
+W's memory format (channels-last for a channels-last model), so autograd need not convert it.
+
+Built on first use (:class:`.native.NativeExtension`); where that fails :func:`conv_backward`
+and :func:`linear_backward` return None and :mod:`.ssprop` runs its Python path.
 """
 
 from __future__ import annotations
 
 from .native import NativeExtension
 
-SOURCE_VERSION = 1  # bump with any change to _SOURCE: the extension's name carries it
+SOURCE_VERSION = 3  # bump with any change to _SOURCE: the extension's name carries it
 
 _SOURCE = r"""
 #include <torch/extension.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
@@ -124,14 +132,17 @@ static std::vector<double> channel_scores(const Tensor& dy, int64_t C) {
   return s;
 }
 
-// The k highest-scoring channels, ascending (ties to the lower index, NaN highest).
-static Tensor top_channels(std::vector<double> s, int64_t k, const at::Device& device) {
+// The k highest-scoring channels, ascending: NaN ranks above everything (as in torch.topk),
+// equal scores go to the lower index.
+static Tensor top_channels(const std::vector<double>& s, int64_t k, const at::Device& device) {
   const int64_t C = static_cast<int64_t>(s.size());
-  for (auto& v : s)
-    if (std::isnan(v)) v = std::numeric_limits<double>::infinity();
   std::vector<int64_t> order(static_cast<size_t>(C));
   std::iota(order.begin(), order.end(), int64_t(0));
-  auto better = [&](int64_t a, int64_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
+  auto better = [&](int64_t a, int64_t b) {
+    const bool na = std::isnan(s[a]), nb = std::isnan(s[b]);
+    if (na || nb) return na != nb ? na : a < b;
+    return s[a] > s[b] || (s[a] == s[b] && a < b);
+  };
   if (k < C) std::nth_element(order.begin(), order.begin() + k, order.end(), better);
   std::sort(order.begin(), order.begin() + k);
   Tensor idx = at::empty({k}, at::TensorOptions().dtype(at::kLong));
@@ -149,15 +160,26 @@ static Tensor take_channels(const Tensor& t, const Tensor& idx) {
   return t.index_select(1, idx);
 }
 
-// A gradient of `rows` x `row_len` (contiguous) with the kept rows from `part` (k x row_len,
-// times `factor`) and zeros elsewhere, written in one pass.
+// t * factor in place, rounded once as Python's `t.mul_(factor)` does (ATen's C++ mul_ with a
+// double rounds the factor to bf16/fp16 first for those types).
+static Tensor scaled(Tensor t, double factor) {
+  if (factor == 1.0) return t;
+  if (at::isReducedFloatingType(t.scalar_type()))
+    return t.copy_(t.to(at::kFloat).mul_(factor));
+  return t.mul_(factor);
+}
+
+// A gradient of `sizes` (rows outermost, in memory format `fmt`) with the kept rows from `part`
+// (k rows, times `factor`, multiplied in float as `mul_` does for half types) and zeros
+// elsewhere, written in one pass.
 static Tensor scatter_rows(const Tensor& part, const Tensor& idx_cpu, at::IntArrayRef sizes,
-                           const at::TensorOptions& options, double factor) {
-  Tensor full = at::empty(sizes, options);
-  Tensor src = part.contiguous();
+                           const at::TensorOptions& options, double factor,
+                           at::MemoryFormat fmt = at::MemoryFormat::Contiguous) {
+  Tensor full = at::empty(sizes, options.memory_format(fmt));
+  Tensor src = part.contiguous(fmt);
   if (!full.device().is_cpu()) {
     full.zero_();
-    full.index_copy_(0, idx_cpu.to(full.device()), factor == 1.0 ? src : src.mul(factor));
+    full.index_copy_(0, idx_cpu.to(full.device()), scaled(src.clone(), factor));
     return full;
   }
   const int64_t rows = sizes[0];
@@ -166,9 +188,10 @@ static Tensor scatter_rows(const Tensor& part, const Tensor& idx_cpu, at::IntArr
   const int64_t* id = idx_cpu.data_ptr<int64_t>();
   for (int64_t j = 0; j < idx_cpu.numel(); ++j) pos[id[j]] = j;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, full.scalar_type(), "ssprop_dw", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
     scalar_t* dst = full.data_ptr<scalar_t>();
     const scalar_t* from = src.data_ptr<scalar_t>();
-    const scalar_t f = static_cast<scalar_t>(factor);
+    const opmath_t f = static_cast<opmath_t>(factor);
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, len));
     at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -179,7 +202,8 @@ static Tensor scatter_rows(const Tensor& part, const Tensor& idx_cpu, at::IntArr
           std::memcpy(d, from + pos[r] * len, sizeof(scalar_t) * len);
         } else {
           const scalar_t* s = from + pos[r] * len;
-          for (int64_t i = 0; i < len; ++i) d[i] = s[i] * f;
+          for (int64_t i = 0; i < len; ++i)
+            d[i] = static_cast<scalar_t>(static_cast<opmath_t>(s[i]) * f);
         }
       }
     });
@@ -210,8 +234,10 @@ std::tuple<Tensor, Tensor, Tensor> conv_backward(
   if (need_db) bias = bias_sizes;
   auto grads = at::convolution_backward(
       dy_s, x, w_s, bias, stride, padding, dilation, false, {0, 0}, 1, {need_dx, need_dw, need_db});
-  if (need_dx) dx = factor == 1.0 ? std::get<0>(grads) : std::get<0>(grads).mul_(factor);
-  if (need_dw) dw = scatter_rows(std::get<1>(grads), idx_cpu, w.sizes(), w.options(), factor);
+  if (need_dx) dx = scaled(std::get<0>(grads), factor);
+  if (need_dw)
+    dw = scatter_rows(std::get<1>(grads), idx_cpu, w.sizes(), w.options(), factor,
+                      w.suggest_memory_format());
   if (need_db)
     db = scatter_rows(std::get<2>(grads), idx_cpu, {C}, dy.options(), factor);
   return {dx, dw, db};
@@ -233,8 +259,7 @@ std::tuple<Tensor, Tensor, Tensor> linear_backward(
   Tensor idx_cpu = idx.device().is_cpu() ? idx : idx.cpu();
   Tensor dy_s = dy.index_select(1, idx);
   if (need_dx) {
-    dx = dy_s.mm(w.index_select(0, idx));
-    if (factor != 1.0) dx.mul_(factor);
+    dx = scaled(dy_s.mm(w.index_select(0, idx)), factor);
   }
   if (need_dw) dw = scatter_rows(dy_s.t().mm(x), idx_cpu, w.sizes(), w.options(), factor);
   if (need_db) db = scatter_rows(dy_s.sum(0), idx_cpu, {C}, dy.options(), factor);
