@@ -76,6 +76,7 @@ from dgsamp.methods.ssprop import (  # noqa: E402
     ssprop_conv2d,
     ssprop_linear,
 )
+from dgsamp.runtime import keep_freed_memory  # noqa: E402
 
 TARGETS = {
     "conv_bwd_keep0.5_resnet18_median": 1.5,
@@ -748,6 +749,9 @@ def main(argv=None):
                    help="per-layer shape sets (default all)")
     p.add_argument("--channels-last", action="store_true",
                    help="whole steps with models and input channels-last (oneDNN's layout)")
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="glibc keeps freed memory for reuse (dgsamp.runtime.keep_freed_memory): "
+                        "no page faults on each step's new gradients, for every variant")
     p.add_argument("--out", default="work_dirs/benchmarks/sparse",
                    help="output prefix: writes PREFIX.json and PREFIX.md")
     p.add_argument("--skip-steps", action="store_true", help="per-layer benchmarks only")
@@ -759,6 +763,9 @@ def main(argv=None):
         p.error("--device cuda requested but CUDA is not available")
     if args.device == "cpu":
         torch.set_num_threads(args.threads)
+    kept_memory = args.keep_freed_memory and keep_freed_memory()
+    if args.keep_freed_memory and not kept_memory:
+        p.error("--keep-freed-memory: this C library is not glibc, or it refused the settings")
     dev, quick = args.device, args.quick
     threads = torch.get_num_threads()
     rounds = args.rounds or (3 if quick else 7)
@@ -809,7 +816,8 @@ def main(argv=None):
         "device_name": (torch.cuda.get_device_name() if dev == "cuda"
                         else machine_info()["cpu_model"]),
         "machine": machine_info(), "threads": threads, "torch": torch.__version__,
-        "quick": quick, "channels_last_steps": args.channels_last, "rounds": rounds,
+        "quick": quick, "channels_last_steps": args.channels_last,
+        "keep_freed_memory": kept_memory, "rounds": rounds,
         "min_run_time_s": min_run, "layer_batch": lbatch,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": None,
         "memory_source": memory_source(dev),
