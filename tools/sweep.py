@@ -120,7 +120,7 @@ def make_jobs(args) -> list[Job]:
                     cfg = copy.deepcopy(base)
                     for ds in _dataset_dicts(cfg._cfg_dict):
                         ds["test_domains"] = list(held)
-                        ds["split_seed"] = ds_split(seed, args)
+                        ds["split_seed"] = split_seed_of(seed, args)
                     cfg.randomness = dict(seed=seed, deterministic=False)
                     draws = draw_hparams(base.model.type, hp, seed)
                     if draws:
@@ -132,7 +132,7 @@ def make_jobs(args) -> list[Job]:
                                                    leaf))
                     cfg.work_dir = work_dir
                     info = dict(algorithm=algorithm, dataset=dataset, held_out=list(held),
-                                trial_seed=seed, split_seed=ds_split(seed, args),
+                                trial_seed=seed, split_seed=split_seed_of(seed, args),
                                 hparams=variant or str(hp), hparam_values=draws,
                                 domains=domains, config=config,
                                 cfg_options=dict(args.cfg_options or {}))
@@ -140,7 +140,7 @@ def make_jobs(args) -> list[Job]:
     return jobs
 
 
-def ds_split(seed: int, args: argparse.Namespace) -> int:
+def split_seed_of(seed: int, args: argparse.Namespace) -> int:
     """The 80/20 split seed of trial ``seed``."""
     return seed if args.split_seed is None else args.split_seed
 

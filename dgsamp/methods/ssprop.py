@@ -272,6 +272,16 @@ def _conv_backward_sliced(
     return dx, dw, db
 
 
+def _native_call(getter, opts: SsPropOptions, dy: Tensor):
+    """The one-call native backward ``getter`` returns, where it applies: ``native`` on, top-k
+    selection, a CPU gradient, no ``create_graph`` (its dW has no graph), the extension built.
+    None means the Python path."""
+    if (opts.native and opts.select == "topk" and dy.device.type == "cpu"
+            and not torch.is_grad_enabled()):
+        return getter()
+    return None
+
+
 class _SsPropConv2dFn(torch.autograd.Function):
     """conv2d with zero padding in forward; channel-sliced convolution_backward in backward."""
 
@@ -298,9 +308,7 @@ class _SsPropConv2dFn(torch.autograd.Function):
         c_out = w.shape[0]
         mask = (ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                 ctx.has_bias and ctx.needs_input_grad[2])
-        native = (ssprop_native.conv_backward() if o.native and groups == 1
-                  and o.select == "topk" and dy.device.type == "cpu"
-                  and not torch.is_grad_enabled() else None)  # create_graph: Python path
+        native = _native_call(ssprop_native.conv_backward, o, dy) if groups == 1 else None
         if native is not None:  # the same selection and products in one call (ssprop_native)
             k = num_kept(o.keep, c_out)
             dx, dw, db = native(dy, x, w, k, stride, padding, dilation, *mask, only_weight,
@@ -347,9 +355,7 @@ class _SsPropLinearFn(torch.autograd.Function):
         dy2 = dy.reshape(-1, out_f)
         x2 = x.reshape(-1, in_f)
         need_db = ctx.has_bias and ctx.needs_input_grad[2]
-        native = (ssprop_native.linear_backward()
-                  if o.native and o.select == "topk" and dy.device.type == "cpu"
-                  and not torch.is_grad_enabled() else None)  # create_graph: Python path
+        native = _native_call(ssprop_native.linear_backward, o, dy)
         if native is not None:  # the same selection and products in one call (ssprop_native)
             k = num_kept(o.keep, out_f)
             dx, dw, db = native(dy2, x2, w, k, ctx.needs_input_grad[0], ctx.needs_input_grad[1],
