@@ -6,8 +6,8 @@ and mmengine's default) allocates every weight gradient anew. glibc serves block
 threshold (dynamic, 128 KiB to 32 MiB) from fresh ``mmap`` and trims the top of its heap after
 a free. So each step page-faults and zero-fills tens of MB of gradients before the kernels
 write them. On ResNet-18 (224 px, batch 4, one thread, channels-last, SGD) that cost the dense
-backward ~30 ms of ~345 and ssProp's (keep 0.2) ~35 ms of ~130
-(docs/results/benchmark_sparse_steps_cpu.md). PyTorch's performance tuning guide treats the same
+backward 16 ms of 342 and ssProp's (keep 0.2) 38 ms of 139 (tools/benchmark_step_phases.py,
+docs/results/benchmark_sparse_steps_cpu.md). PyTorch's performance tuning guide treats the same
 effect by switching the allocator (jemalloc, tcmalloc); this needs no extra library.
 """
 
