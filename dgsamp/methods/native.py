@@ -46,8 +46,8 @@ def compile_flags() -> list[str]:
 class NativeExtension:
     """One C++ source built once per process (and cached per machine), or the reason it failed.
 
-    ``name`` must carry the source's version (the extension cache is keyed by name and flags,
-    not by the source text alone when a stale build is loaded by another process).
+    ``name`` must carry the source's version: Python imports one module per name, so a process
+    that already loaded an older build of the same name would keep using it.
     """
 
     def __init__(self, name: str, source: str, functions: list[str]) -> None:
