@@ -23,8 +23,9 @@ keep 0.5 since 2026-12-03); models with depthwise convs get ``ssprop0.5_sliced``
 ``ssprop0.2_python`` the Python backward it replaced (``native=False``; per ResNet-18 layer and
 per ResNet-18 step); ``kernels0.2`` (per layer) is the sliced kernel call alone on slices made
 beforehand, the bound of any implementation on torch's kernels. ``--channels-last`` runs the
-whole steps (dense too) in channels-last memory format, oneDNN's own layout on CPU; ``--nets``
-picks the per-layer shape sets.
+whole steps (dense too) in channels-last memory format, oneDNN's own layout on CPU;
+``--keep-freed-memory`` lets glibc keep freed memory (:mod:`dgsamp.runtime`) for every variant;
+``--nets`` picks the per-layer shape sets.
 
 Measured:
 - time with ``torch.utils.benchmark.Timer`` (``blocked_autorange`` per variant and round), the
