@@ -31,6 +31,7 @@ from dgsamp.engine import check_config, init_cpu_distributed  # noqa: E402
 from dgsamp.engine.config_check import check_data_paths  # noqa: E402
 from dgsamp.engine.dist_backend import set_default_dist_backend  # noqa: E402
 from dgsamp.engine.presets import apply_methods, list_methods  # noqa: E402
+from dgsamp.engine.runner_utils import unique_experiment_name  # noqa: E402
 from dgsamp.evaluation.report import print_metrics, write_results  # noqa: E402
 
 
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if "LOCAL_RANK" not in os.environ:
         os.environ["LOCAL_RANK"] = str(args.local_rank)
     return args
+
+
+_RUNS_BUILT = [0]  # configs built by this process (a torchrun rank builds one: names agree)
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -87,6 +91,13 @@ def build_config(args: argparse.Namespace) -> Config:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    _RUNS_BUILT[0] += 1
+    if _RUNS_BUILT[0] > 1 and cfg.get("experiment_name") is None:
+        # a second run in this process (tests, notebooks): mmengine's default name is the
+        # config's plus a one-second timestamp, and a repeat would hand this run the first
+        # one's logger and visualizer (its config.py and scalars landed in the first work dir)
+        cfg.experiment_name = unique_experiment_name(
+            osp.splitext(osp.basename(args.config))[0])
     check_config(cfg)
     check_data_paths(cfg, splits=("train", "val"))
     set_default_dist_backend(cfg)
